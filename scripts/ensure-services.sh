@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make sure the system services the tests use are up; start them if they are
+# down and this machine knows how; otherwise fail saying what to do.
+# Engines the tests start themselves (NATS, a private PostgreSQL for outage
+# tests) are not checked here.
+set -euo pipefail
+
+pg_host=${APPRUN_TEST_PG_HOST:-127.0.0.1}
+pg_port=${APPRUN_TEST_PG_PORT:-5432}
+
+pg_up() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$pg_host" -p "$pg_port" -t 2
+  else
+    (exec 3<>"/dev/tcp/$pg_host/$pg_port") 2>/dev/null
+  fi
+}
+
+if ! pg_up; then
+  echo "PostgreSQL is not answering on $pg_host:$pg_port; trying to start it …" >&2
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    for version in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+    done
+  fi
+  for _ in $(seq 1 30); do pg_up && break; sleep 0.5; done
+  if ! pg_up; then
+    echo "error: PostgreSQL is down on $pg_host:$pg_port and could not be started." >&2
+    echo "hint: start it (pg_ctlcluster <version> main start), or point APPRUN_TEST_PG_DSN at a server with trust auth." >&2
+    exit 1
+  fi
+  echo "PostgreSQL started." >&2
+fi

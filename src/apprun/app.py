@@ -1,0 +1,88 @@
+"""Builds the ASGI application. The only place that knows every module.
+
+`create_app(settings)` returns a Litestar application wrapped by the kernel
+middleware. `asgi()` is the factory granian calls in each worker: it reads the
+settings from the environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ControllerRouterHandler
+
+from apprun import __version__
+from apprun.kernel.config import ConfigError, Settings, load_settings
+from apprun.kernel.http_errors import exception_handlers
+from apprun.kernel.logging import configure_logging
+from apprun.kernel.middleware import KernelMiddleware
+from apprun.kernel.routes import kernel_routes
+from apprun.kernel.runtime import Runtime
+
+__all__ = ["asgi", "create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_routes: Sequence[ControllerRouterHandler] = (),
+    configure_logs: bool = True,
+) -> Litestar:
+    """The apprun application for ``settings`` (read from the environment if None).
+
+    Resources open in the lifespan startup and close at shutdown, so building
+    the app is cheap and does no I/O.
+    """
+    settings = settings or load_settings()
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    cors = CORSConfig(allow_origins=settings.http_cors_origins) if settings.http_cors_origins else None
+    app = Litestar(
+        route_handlers=[*kernel_routes, *extra_routes],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        request_max_body_size=settings.http_max_body_bytes,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        cors_config=cors,
+        openapi_config=OpenAPIConfig(
+            title="apprun",
+            version=__version__,
+            description="The apprun HTTP API. Errors share one shape: {code, message, details, hint, request_id}.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    # Outermost layer (inside Litestar's entry point, outside its router and
+    # exception handling), so 404s and framework errors are counted and logged.
+    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)
+    return app
+
+
+def asgi() -> Any:
+    """granian's factory: the app for the settings in the environment."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        print(f"apprun: configuration error: {exc}", file=sys.stderr)  # noqa: T201 - nothing else is set up yet
+        raise SystemExit(2) from None

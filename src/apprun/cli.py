@@ -1,0 +1,201 @@
+"""The ``apprun`` command.
+
+``serve`` runs the service under granian, ``migrate`` brings the schema to
+the version this build needs, ``config show`` prints the effective
+configuration with secrets masked, ``doctor`` checks each configured
+dependency, ``version`` prints the version. Heavy modules are imported inside
+the commands: ``serve`` must set up the metrics directory before anything
+imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from apprun import __version__
+from apprun.kernel.config import ConfigError, Settings, load_settings, masked_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="apprun",
+    help="apprun: a self-hostable Backend-as-a-Service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, hint: str | None = None, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {hint}")
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        _fail(str(exc), "settings come from environment variables or ./.env; see docs/configuration.md")
+
+
+@app.command()
+def version() -> None:
+    """Print apprun's version."""
+    console.print(f"apprun {__version__}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind [env: HTTP_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [env: HTTP_PORT]")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes; 0 = one per core [env: HTTP_WORKERS]")] = None,
+    reload: Annotated[bool, typer.Option(help="restart on code changes (dev only)")] = False,
+    app_target: Annotated[str, typer.Option("--app", hidden=True, help="ASGI factory to serve")] = "apprun.app:asgi",
+) -> None:
+    """Run apprun under granian."""
+    # Workers read their settings from the environment: carry CLI overrides there.
+    for name, value in (("HTTP_HOST", host), ("HTTP_PORT", port), ("HTTP_WORKERS", workers)):
+        if value is not None:
+            os.environ[name] = str(value)
+    settings = _settings()
+    if reload and not settings.is_dev:
+        _fail("--reload is for development", "unset APPRUN_ENV=prod or drop --reload")
+    n_workers = 1 if reload else settings.workers
+    metrics_dir = settings.data_dir / "run" / f"metrics-{os.getpid()}"
+    if n_workers > 1 and settings.metrics_enabled:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from apprun.kernel.logging import configure_logging, logging_dict_config
+
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.auto_migrate:
+        # Once here, so the workers find the schema ready (they check again, under a lock).
+        _run_migrations(settings, quiet=True)
+    console.print(
+        f"[bold]apprun {__version__}[/] on http://{settings.http_host}:{settings.http_port} "
+        f"({settings.apprun_env}, {n_workers} worker{'s' if n_workers > 1 else ''}, "
+        f"{settings.database.describe()})",
+        highlight=False,
+    )
+    server = Granian(
+        app_target,
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=settings.http_host,
+        port=settings.http_port,
+        workers=n_workers,
+        log_dictconfig=logging_dict_config(settings.log_level, settings.log_format),
+        log_access=False,
+        workers_kill_timeout=settings.http_graceful_timeout,
+        reload=reload,
+        reload_paths=[Path(__file__).parent] if reload else None,
+    )
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_migrations(settings: Settings, *, quiet: bool = False) -> None:
+    from apprun.kernel.db.migrate import upgrade
+
+    db = settings.database
+    try:
+        with console.status(f"migrating {db.describe()} …", spinner="dots"):
+            state = asyncio.run(upgrade(db))
+    except Exception as exc:  # noqa: BLE001 - turned into a message that says what to do
+        _fail(
+            f"migration of {db.describe()} failed: {type(exc).__name__}: {exc}",
+            "check that the database is running and reachable (`apprun doctor`)",
+        )
+    if not quiet:
+        console.print(f"[green]schema at revision {state.current}[/] ({db.describe()})")
+
+
+@app.command()
+def migrate(
+    status: Annotated[bool, typer.Option("--status", help="only show the current and needed revisions")] = False,
+) -> None:
+    """Bring the database schema to the revision this apprun needs."""
+    settings = _settings()
+    if status:
+        from apprun.kernel.db.migrate import migration_state
+
+        try:
+            state = asyncio.run(migration_state(settings.database))
+        except Exception as exc:  # noqa: BLE001
+            _fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}", "run `apprun doctor`")
+        mark = "[green]up to date[/]" if state.up_to_date else "[yellow]needs `apprun migrate`[/]"
+        console.print(f"current {state.current or '(empty)'}, needed {state.head}: {mark}")
+        return
+    _run_migrations(settings)
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    values = masked_settings(_settings())
+    if as_json:
+        console.print_json(json.dumps(values))
+        return
+    table = Table(title="apprun configuration", show_lines=False)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    for key, value in values.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+def doctor() -> None:
+    """Check every configured dependency and say what to do about each one that is down."""
+    from apprun.kernel.doctor import run_checks
+
+    settings = _settings()
+    with console.status("checking dependencies …", spinner="dots"):
+        results = asyncio.run(run_checks(settings))
+    table = Table(title="apprun doctor")
+    table.add_column("dependency", style="bold")
+    table.add_column("status")
+    table.add_column("detail")
+    table.add_column("what to do")
+    failed = False
+    for r in results:
+        status = "[green]UP[/]" if r.ok else ("[red]DOWN[/]" if r.required else "[yellow]DOWN[/]")
+        failed |= not r.ok and r.required
+        table.add_row(r.name, status, r.detail, "" if r.ok else r.fix)
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the ``apprun`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

@@ -1,0 +1,318 @@
+"""apprun's configuration: one pydantic-settings object.
+
+Every field is read from the environment variable of the same name in upper
+case (``HTTP_PORT``, ``DB_HOST``, ``JWT_SECRET`` …) or from an optional
+``.env`` file in the working directory. The names follow the seed
+architecture's deployment files, so they work unchanged.
+
+With nothing set, apprun runs on its embedded defaults: SQLite in
+``APPRUN_DATA_DIR`` (``./apprun_data``), an in-process event bus, local-disk
+storage, and a signing secret generated once and kept in the data dir with
+0600 permissions. ``APPRUN_ENV=prod`` refuses those conveniences that are
+unsafe in production: it will not boot without a ``JWT_SECRET`` of at least
+32 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "ConfigError",
+    "DatabaseConfig",
+    "Settings",
+    "load_settings",
+    "masked_settings",
+]
+
+MIN_SECRET_BYTES = 32
+_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """Where the database is, resolved from ``DATABASE_URL`` or ``DB_*``."""
+
+    dialect: Literal["sqlite", "postgres"]
+    #: SQLite: path of the database file.
+    path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str | None = None
+    name: str = "apprun"
+
+    @property
+    def dsn(self) -> str:
+        """The libpq-style DSN (PostgreSQL) or ``sqlite:///path``."""
+        if self.dialect == "sqlite":
+            return f"sqlite:///{self.path}"
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL SQLAlchemy/Alembic use (async drivers)."""
+        if self.dialect == "sqlite":
+            return f"sqlite+aiosqlite:///{self.path}"
+        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def describe(self) -> str:
+        """A human description without the password."""
+        if self.dialect == "sqlite":
+            return f"SQLite at {self.path}"
+        return f"PostgreSQL at {self.host}:{self.port}/{self.name} as {self.user}"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one apprun process."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- process -------------------------------------------------------
+    apprun_env: Literal["dev", "prod"] = Field("dev", description="dev or prod")
+    apprun_data_dir: Path = Field(Path("apprun_data"), description="where embedded state lives")
+    apprun_instance: str = Field("", description="instance name in event sources; default: hostname")
+    apprun_auto_migrate: bool | None = Field(
+        None, description="migrate the schema at start; default: on in dev, off in prod"
+    )
+
+    # --- HTTP ----------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    http_workers: int = Field(0, ge=0, description="granian workers; 0 = one per core")
+    http_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    http_graceful_timeout: int = Field(30, ge=1, description="seconds in-flight requests get on stop")
+
+    # --- database ------------------------------------------------------
+    database_url: SecretStr | None = None
+    db_dialect: Literal["sqlite", "postgres", "postgresql"] = "sqlite"
+    db_host: str = "127.0.0.1"
+    db_port: int = 5432
+    db_user: str = "postgres"
+    db_password: SecretStr | None = None
+    db_name: str = "apprun"
+    db_pool_size: int = Field(10, ge=1, description="connections per worker")
+    db_pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a connection")
+    db_connect_timeout: float = Field(3.0, gt=0)
+    db_statement_timeout: float = Field(15.0, gt=0, description="seconds before a query is cancelled")
+    db_sqlite_busy_timeout: float = Field(5.0, gt=0)
+    db_boot_wait: float = Field(10.0, ge=0, description="seconds to wait for the database at start")
+
+    # --- engines of later modules --------------------------------------
+    pubsub_backend: Literal["memory", "nats"] = "memory"
+    pubsub_nats_url: str = "nats://127.0.0.1:4222"
+    redis_host: str | None = None
+    redis_port: int = 6379
+    temporal_host: str | None = None
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+
+    # --- security ------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+
+    # --- observability -------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "apprun"
+    metrics_enabled: bool = True
+
+    @field_validator("http_cors_origins", "http_trusted_proxies", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _prod_needs_a_secret(self) -> Settings:
+        if self.apprun_env == "prod":
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if not secret:
+                raise ValueError(
+                    "APPRUN_ENV=prod needs JWT_SECRET: set it to a random value of at least "
+                    f"{MIN_SECRET_BYTES} bytes, e.g. JWT_SECRET=$(openssl rand -base64 48)"
+                )
+            if len(secret.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"JWT_SECRET is {len(secret.encode())} bytes; APPRUN_ENV=prod needs at least "
+                    f"{MIN_SECRET_BYTES}: generate one with `openssl rand -base64 48`"
+                )
+        return self
+
+    # --- derived values ------------------------------------------------
+    @property
+    def is_dev(self) -> bool:
+        return self.apprun_env == "dev"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.apprun_data_dir.expanduser().resolve()
+
+    @property
+    def auto_migrate(self) -> bool:
+        return self.is_dev if self.apprun_auto_migrate is None else self.apprun_auto_migrate
+
+    @property
+    def instance(self) -> str:
+        return self.apprun_instance or os.uname().nodename
+
+    @property
+    def workers(self) -> int:
+        return self.http_workers or os.cpu_count() or 1
+
+    @property
+    def database(self) -> DatabaseConfig:
+        """The database this process uses (``DATABASE_URL`` wins over ``DB_*``)."""
+        if self.database_url is not None:
+            return _parse_database_url(self.database_url.get_secret_value(), self.data_dir)
+        if self.db_dialect == "sqlite":
+            return DatabaseConfig(dialect="sqlite", path=self.data_dir / "apprun.db")
+        return DatabaseConfig(
+            dialect="postgres",
+            host=self.db_host,
+            port=self.db_port,
+            user=self.db_user,
+            password=self.db_password.get_secret_value() if self.db_password else None,
+            name=self.db_name,
+        )
+
+    def jwt_secret_value(self) -> str:
+        """The signing secret: ``JWT_SECRET``, or in dev one generated once.
+
+        The generated secret lives in ``APPRUN_DATA_DIR/jwt_secret`` with 0600
+        permissions, so tokens survive a restart and no secret is a constant in
+        the code.
+        """
+        if self.jwt_secret is not None and self.jwt_secret.get_secret_value():
+            return self.jwt_secret.get_secret_value()
+        if not self.is_dev:  # pragma: no cover - the validator refuses this earlier
+            raise ConfigError("JWT_SECRET is required outside dev mode")
+        return _persisted_secret(self.data_dir / _SECRET_FILE)
+
+
+def _parse_database_url(url: str, data_dir: Path) -> DatabaseConfig:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme == "sqlite":
+        # sqlite:///relative.db (to the working directory) and sqlite:////absolute.db,
+        # read the way SQLAlchemy reads them.
+        raw = unquote(parts.path)[1:]
+        if not raw:
+            return DatabaseConfig(dialect="sqlite", path=data_dir / "apprun.db")
+        return DatabaseConfig(dialect="sqlite", path=Path(raw).expanduser().resolve())
+    if scheme in ("postgres", "postgresql"):
+        return DatabaseConfig(
+            dialect="postgres",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password) if parts.password else None,
+            name=unquote(parts.path.lstrip("/")) or "postgres",
+        )
+    raise ConfigError(f"DATABASE_URL scheme {parts.scheme!r} is not supported: use postgresql://… or sqlite:///…")
+
+
+def _persisted_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: when several workers start at once, exactly one writes the secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation failures into one clear `ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]).upper() or "configuration"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}" if err["loc"] else msg)
+        raise ConfigError("; ".join(lines)) from None
+
+
+_SECRET_FIELDS = {"jwt_secret", "db_password", "database_url", "s3_access_key", "s3_secret_key"}
+
+
+def masked_settings(settings: Settings) -> dict[str, str]:
+    """Every setting as ``ENV_NAME -> value``, with secrets masked."""
+    out: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in _SECRET_FIELDS:
+            if value is None:
+                shown = "(unset)"
+            elif name == "database_url":
+                shown = _mask_url_password(value.get_secret_value())
+            else:
+                shown = "********"
+        elif value is None:
+            shown = "(unset)"
+        elif isinstance(value, list):
+            shown = ",".join(str(v) for v in value) or "(empty)"
+        else:
+            shown = str(value)
+        out[name.upper()] = shown
+    if settings.jwt_secret is None:
+        out["JWT_SECRET"] = f"(generated, kept in {settings.data_dir / _SECRET_FILE})" if settings.is_dev else "(unset)"
+    out["(database)"] = settings.database.describe()
+    return out
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    return url

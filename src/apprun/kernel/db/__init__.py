@@ -1,0 +1,38 @@
+"""The database layer: one port over SQLite and PostgreSQL, schema, migrations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from apprun.kernel.db.port import Connection, Database, Dialect, PoolStats, Row
+
+if TYPE_CHECKING:
+    from apprun.kernel.config import Settings
+
+__all__ = ["Connection", "Database", "Dialect", "PoolStats", "Row", "create_database"]
+
+
+def create_database(settings: Settings) -> Database:
+    """The adapter for the configured database (not opened yet)."""
+    config = settings.database
+    if config.dialect == "sqlite":
+        from apprun.kernel.db.sqlite import SQLiteDatabase
+
+        path = config.path or settings.data_dir / "apprun.db"
+        return SQLiteDatabase(
+            path,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            busy_timeout=settings.db_sqlite_busy_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
+    from apprun.kernel.db.postgres import PostgresDatabase
+
+    return PostgresDatabase(
+        config,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+        application_name=f"apprun@{settings.instance}",
+    )

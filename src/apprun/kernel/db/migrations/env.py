@@ -1,0 +1,43 @@
+"""Alembic environment for apprun's system tables.
+
+apprun runs Alembic programmatically (`apprun.kernel.db.migrate`), handing it
+an open connection in ``config.attributes["connection"]``; offline mode
+(``--sql``) renders the SQL for the configured dialect.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from apprun.kernel.db.schema import metadata
+
+VERSION_TABLE = "apprun_schema_version"
+
+
+def run() -> None:
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"),
+            target_metadata=metadata,
+            version_table=VERSION_TABLE,
+            literal_binds=True,
+            render_as_batch=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        # SQLite cannot ALTER most things; batch mode copies the table instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()

@@ -1,0 +1,201 @@
+"""PostgreSQL adapter: an asyncpg pool.
+
+Failure handling is the point of this file. When PostgreSQL is unreachable a
+request fails fast with `DatabaseUnavailable` (503, ``db.unavailable``)
+instead of hanging: connecting is bounded by ``DB_CONNECT_TIMEOUT`` and
+checking a connection out by ``DB_POOL_TIMEOUT``. Connections the server
+dropped are replaced by asyncpg on the next checkout, so the pool recovers by
+itself when PostgreSQL comes back. ``statement_timeout`` is set per
+connection, so a runaway query is cancelled by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from apprun.kernel.config import DatabaseConfig
+from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
+from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+from apprun.kernel.tracing import db_span
+
+__all__ = ["PostgresDatabase", "translate_pg_error"]
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, reset
+    TimeoutError,
+    pgerr.PostgresConnectionError,  # SQLSTATE class 08
+    pgerr.CannotConnectNowError,  # starting up / shutting down
+    pgerr.AdminShutdownError,
+    pgerr.CrashShutdownError,
+    pgerr.TooManyConnectionsError,
+)
+
+
+def translate_pg_error(exc: BaseException) -> Exception | None:
+    """The `ApiError` a driver exception stands for, or None to let it propagate."""
+    if isinstance(exc, pgerr.QueryCanceledError):
+        return StatementTimeout()
+    if isinstance(exc, _UNAVAILABLE):
+        return DatabaseUnavailable()
+    if isinstance(exc, pgerr.InterfaceError) and "closed" in str(exc):
+        return DatabaseUnavailable()
+    return None
+
+
+class _PgConnection:
+    dialect: Dialect = "postgres"
+
+    def __init__(self, raw: asyncpg.Connection) -> None:
+        self._raw = raw
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        with db_span("postgres", sql):
+            status: str = await self._raw.execute(sql, *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        with db_span("postgres", sql):
+            await self._raw.executemany(sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        with db_span("postgres", sql):
+            rows: list[Row] = await self._raw.fetch(sql, *args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        with db_span("postgres", sql):
+            row: Row | None = await self._raw.fetchrow(sql, *args)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        with db_span("postgres", sql):
+            return await self._raw.fetchval(sql, *args)
+
+    @property
+    def raw(self) -> asyncpg.Connection:
+        """The driver connection, for adapters that need asyncpg's own API."""
+        return self._raw
+
+
+class PostgresDatabase:
+    """A pool of asyncpg connections."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(
+        self,
+        config: DatabaseConfig,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 5.0,
+        connect_timeout: float = 3.0,
+        statement_timeout: float = 15.0,
+        application_name: str = "apprun",
+    ) -> None:
+        self.config = config
+        self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.application_name = application_name
+        self._pool: asyncpg.Pool | None = None
+        self._waiting = 0
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    async def open(self) -> None:
+        # min_size=0: the pool exists even while PostgreSQL is down, and fills
+        # on demand once it is back.
+        self._pool = asyncpg.create_pool(
+            host=self.config.host,
+            port=self.config.port,
+            user=self.config.user,
+            password=self.config.password,
+            database=self.config.name,
+            min_size=0,
+            max_size=self.pool_size,
+            timeout=self.connect_timeout,
+            # A client-side backstop a little above the server's own timeout.
+            command_timeout=self.statement_timeout + 5,
+            max_inactive_connection_lifetime=300,
+            server_settings={
+                "application_name": self.application_name,
+                "statement_timeout": str(int(self.statement_timeout * 1000)),
+                "idle_in_transaction_session_timeout": str(int(self.statement_timeout * 2000)),
+            },
+        )
+        await self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:
+                pool.terminate()
+
+    @asynccontextmanager
+    async def _checkout(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise DatabaseUnavailable()
+        self._waiting += 1
+        try:
+            raw = await self._pool.acquire(timeout=self.pool_timeout)
+        except BaseException as exc:
+            translated = translate_pg_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+        finally:
+            self._waiting -= 1
+        try:
+            yield raw
+        finally:
+            await self._pool.release(raw)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Connection]:
+        try:
+            async with self._checkout() as raw:
+                yield _PgConnection(raw)
+        except (pgerr.PostgresError, pgerr.InterfaceError, OSError, TimeoutError) as exc:
+            translated = translate_pg_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        try:
+            async with self._checkout() as raw, raw.transaction():
+                yield _PgConnection(raw)
+        except (pgerr.PostgresError, pgerr.InterfaceError, OSError, TimeoutError) as exc:
+            translated = translate_pg_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        async with self.read() as conn:
+            await conn.fetchval("SELECT 1")
+        return time.perf_counter() - start
+
+    def pool_stats(self) -> PoolStats:
+        if self._pool is None:
+            return PoolStats(size=0, idle=0, max=self.pool_size, waiting=0)
+        return PoolStats(
+            size=self._pool.get_size(),
+            idle=self._pool.get_idle_size(),
+            max=self._pool.get_max_size(),
+            waiting=self._waiting,
+        )

@@ -1,0 +1,261 @@
+"""SQLite adapter: the stdlib driver on a small thread pool.
+
+SQLite allows many readers and one writer. Like PocketBase, apprun keeps two
+pools: up to ``pool_size`` read-only connections used concurrently, and one
+writer connection that serialises transactions inside the process
+(``BEGIN IMMEDIATE``, so a transaction never upgrades its lock half-way and
+deadlocks). Across processes (several granian workers) WAL mode and the busy
+timeout arbitrate. A progress handler enforces the statement timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
+from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+from apprun.kernel.tracing import db_span
+
+__all__ = ["SQLiteDatabase", "to_sqlite_params"]
+
+# Explicit adapters (the stdlib's defaults are deprecated since 3.12): times are
+# stored as ISO-8601 text, which sorts and compares correctly for UTC values.
+sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat())
+sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
+
+T = TypeVar("T")
+
+# Matches a $n parameter, or a quoted string/identifier to skip.
+_PARAM = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|\$(\d+)""")
+
+
+@functools.lru_cache(maxsize=2048)
+def to_sqlite_params(sql: str) -> str:
+    """Rewrite ``$1`` placeholders to SQLite's ``?1`` (quoted text is left alone)."""
+    if "$" not in sql:
+        return sql
+    return _PARAM.sub(lambda m: m.group(1) or f"?{m.group(2)}", sql)
+
+
+_UNAVAILABLE_MARKERS = ("unable to open", "disk i/o error", "no such file")
+
+
+def _translate(exc: sqlite3.Error) -> Exception | None:
+    message = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError):
+        if message == "interrupted":
+            return StatementTimeout()
+        if "database is locked" in message or "database table is locked" in message:
+            return DatabaseUnavailable(code="db.busy")
+        if any(marker in message for marker in _UNAVAILABLE_MARKERS):
+            return DatabaseUnavailable()
+    return None
+
+
+class _SQLiteConnection:
+    """One sqlite3 connection; every call runs on the adapter's thread pool."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection, db: SQLiteDatabase) -> None:
+        self._raw = raw
+        self._db = db
+        self._deadline = 0.0
+        raw.set_progress_handler(self._check_deadline, 10_000)
+
+    def _check_deadline(self) -> int:
+        return 1 if self._deadline and time.monotonic() > self._deadline else 0
+
+    async def _run(self, sql: str, fn: Callable[[str], T]) -> T:
+        text = to_sqlite_params(sql)
+
+        def call() -> T:
+            self._deadline = time.monotonic() + self._db.statement_timeout
+            try:
+                return fn(text)
+            finally:
+                self._deadline = 0.0
+
+        with db_span("sqlite", sql):
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._db.executor, call)
+            except sqlite3.Error as exc:
+                translated = _translate(exc)
+                if translated is not None:
+                    raise translated from exc
+                raise
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._run(sql, lambda text: self._raw.execute(text, args).rowcount)
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        rows = list(args)
+        await self._run(sql, lambda text: self._raw.executemany(text, rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self._run(sql, lambda text: self._raw.execute(text, args).fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._run(sql, lambda text: self._raw.execute(text, args).fetchone())
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+    async def script(self, sql: str) -> None:
+        """Run several statements (DDL); used by tests and the data module's DDL."""
+        await self._run(sql, self._raw.executescript)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class SQLiteDatabase:
+    """A pool of SQLite connections to one database file."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 5.0,
+        busy_timeout: float = 5.0,
+        statement_timeout: float = 15.0,
+    ) -> None:
+        self.path = path
+        self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
+        self.busy_timeout = busy_timeout
+        self.statement_timeout = statement_timeout
+        self.executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="apprun-sqlite")
+        self._idle: asyncio.LifoQueue[_SQLiteConnection] = asyncio.LifoQueue()
+        self._readers: list[_SQLiteConnection] = []
+        self._writer: _SQLiteConnection | None = None
+        self._write_lock = asyncio.Lock()
+        self._grow_lock = asyncio.Lock()
+        self._waiting = 0
+        self._closed = False
+
+    def describe(self) -> str:
+        return f"SQLite at {self.path}"
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        raw = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+            check_same_thread=False,  # used from the pool's threads, one at a time
+            cached_statements=256,
+        )
+        raw.row_factory = sqlite3.Row
+        raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        raw.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            raw.execute("PRAGMA query_only = ON")
+        else:
+            raw.execute("PRAGMA journal_mode = WAL")
+            raw.execute("PRAGMA synchronous = NORMAL")
+        return raw
+
+    async def _new(self, *, readonly: bool) -> _SQLiteConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await loop.run_in_executor(self.executor, functools.partial(self._connect, readonly=readonly))
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable() from exc
+        return _SQLiteConnection(raw, self)
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable() from exc
+        self._writer = await self._new(readonly=False)
+
+    async def close(self) -> None:
+        self._closed = True
+        conns = [*self._readers, *([self._writer] if self._writer else [])]
+        self._readers.clear()
+        self._writer = None
+        for conn in conns:
+            conn.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _acquire_reader(self) -> _SQLiteConnection:
+        if self._closed:
+            raise DatabaseUnavailable()
+        try:
+            return self._idle.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        async with self._grow_lock:
+            if len(self._readers) < self.pool_size:
+                conn = await self._new(readonly=True)
+                self._readers.append(conn)
+                return conn
+        self._waiting += 1
+        try:
+            return await asyncio.wait_for(self._idle.get(), self.pool_timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(code="db.pool_exhausted") from None
+        finally:
+            self._waiting -= 1
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Connection]:
+        conn = await self._acquire_reader()
+        try:
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        if self._writer is None:
+            raise DatabaseUnavailable()
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._write_lock.acquire(), self.pool_timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable(code="db.pool_exhausted") from None
+        finally:
+            self._waiting -= 1
+        conn = self._writer
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
+            await conn.execute("COMMIT")
+        finally:
+            self._write_lock.release()
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        async with self.read() as conn:
+            await conn.fetchval("SELECT 1")
+        return time.perf_counter() - start
+
+    def pool_stats(self) -> PoolStats:
+        readers = len(self._readers)
+        return PoolStats(
+            size=readers + (1 if self._writer else 0),
+            idle=self._idle.qsize() + (0 if self._write_lock.locked() or not self._writer else 1),
+            max=self.pool_size + 1,
+            waiting=self._waiting,
+        )

@@ -1,0 +1,66 @@
+"""The kernel's own endpoints: health, liveness, metrics, system info, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+
+from apprun import __version__
+from apprun.kernel.metrics import CONTENT_TYPE_LATEST
+from apprun.kernel.runtime import Runtime
+
+__all__ = ["kernel_routes"]
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+@get(
+    "/.well-known/health-check",
+    tags=["system"],
+    summary="Health of apprun and each configured dependency",
+    description="UP when every dependency answers, DEGRADED when an optional one does not, "
+    "DOWN (503) when a required one does not.",
+)
+async def health_check(state: State) -> Response[dict[str, Any]]:
+    report = await _runtime(state).health.run()
+    return Response(report.to_dict(), status_code=report.http_status, headers={"Cache-Control": "no-store"})
+
+
+@get("/.well-known/alive", tags=["system"], summary="Liveness: 200 while the process runs")
+async def alive() -> dict[str, str]:
+    return {"status": "UP"}
+
+
+@get("/metrics", tags=["system"], summary="Prometheus metrics", include_in_schema=True)
+async def metrics(state: State) -> Response[bytes]:
+    return Response(_runtime(state).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@get("/api/v1/system/info", tags=["system"], summary="Version, mode and schema revision")
+async def system_info(state: State) -> dict[str, Any]:
+    runtime = _runtime(state)
+    async with runtime.db.read() as conn:
+        rows = await conn.fetch("SELECT key, value FROM apprun_meta WHERE key IN ('installed_at', 'instance_id')")
+        revision = await conn.fetchval("SELECT version_num FROM apprun_schema_version")
+    facts = {row["key"]: row["value"] for row in rows}
+    return {
+        "name": "apprun",
+        "version": __version__,
+        "env": runtime.settings.apprun_env,
+        "database": {"dialect": runtime.db.dialect, "schema_revision": revision},
+        "installed_at": facts.get("installed_at"),
+        "instance_id": facts.get("instance_id"),
+    }
+
+
+@get("/openapi.json", tags=["system"], summary="The OpenAPI document", include_in_schema=False)
+async def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return Response(request.app.openapi_schema.to_schema(), media_type="application/vnd.oai.openapi+json")
+
+
+kernel_routes = [health_check, alive, metrics, system_info, openapi_json]

@@ -1,0 +1,152 @@
+"""The runtime: the resources one apprun worker holds, opened and closed in order.
+
+`Runtime.start` runs in the ASGI lifespan startup of each worker: tracing,
+the database pool (waiting up to ``DB_BOOT_WAIT`` seconds for the database),
+schema migrations (dev mode, or ``APPRUN_AUTO_MIGRATE=true``), the health
+checks and the metrics sampler. `Runtime.stop` runs at shutdown — after the
+server has finished the requests in flight — and closes them in reverse.
+Modules add their own resources with `on_start`/`on_stop` hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from apprun.kernel import tracing
+from apprun.kernel.config import Settings
+from apprun.kernel.db import Database, create_database
+from apprun.kernel.db.migrate import migration_state, upgrade
+from apprun.kernel.errors import ApiError
+from apprun.kernel.health import HealthRegistry
+from apprun.kernel.i18n import Translator, translator
+from apprun.kernel.logging import get_logger
+from apprun.kernel.metrics import Metrics
+
+__all__ = ["BootError", "Runtime"]
+
+_log = get_logger("apprun.runtime")
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+class BootError(Exception):
+    """apprun cannot start; the message says what to do."""
+
+
+@dataclass(eq=False)
+class Runtime:
+    """Settings plus the live resources built from them."""
+
+    settings: Settings
+    translator: Translator = field(default_factory=translator)
+    metrics: Metrics = field(default_factory=Metrics)
+    health: HealthRegistry = field(default_factory=HealthRegistry)
+    db: Database = field(init=False)
+    _start_hooks: list[Hook] = field(default_factory=list)
+    _stop_hooks: list[Hook] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    started: bool = False
+
+    def __post_init__(self) -> None:
+        self.db = create_database(self.settings)
+
+    def on_start(self, hook: Hook) -> None:
+        """Run ``hook`` after the kernel's resources are up (in registration order)."""
+        self._start_hooks.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Run ``hook`` at shutdown, before the kernel's resources close (reverse order)."""
+        self._stop_hooks.append(hook)
+
+    async def start(self) -> None:
+        s = self.settings
+        tracing.setup_tracing(s)
+        # The signing secret exists before anything needs it (generated once in dev).
+        s.jwt_secret_value()
+        await self.db.open()
+        await self._wait_for_database()
+        await self._migrate()
+        await self._record_installation()
+        self.health.register("database", self._check_database, required=True)
+        self.metrics.watch_pool(self.db.pool_stats)
+        self._tasks.append(asyncio.create_task(self._sample_metrics(), name="apprun-metrics-sampler"))
+        for hook in self._start_hooks:
+            await hook(self)
+        self.started = True
+        _log.info(
+            "apprun_started",
+            env=s.apprun_env,
+            database=self.db.describe(),
+            tracing=tracing.enabled(),
+        )
+
+    async def stop(self) -> None:
+        for hook in reversed(self._stop_hooks):
+            try:
+                await hook(self)
+            except Exception:  # noqa: BLE001 - one failing module must not keep the others open
+                _log.exception("stop_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.db.close()
+        self.metrics.close()
+        tracing.shutdown_tracing()
+        self.started = False
+        _log.info("apprun_stopped")
+
+    async def _wait_for_database(self) -> None:
+        deadline = time.monotonic() + self.settings.db_boot_wait
+        while True:
+            try:
+                await self.db.ping()
+                return
+            except ApiError as exc:
+                if time.monotonic() >= deadline:
+                    cause = exc.__cause__ or exc
+                    raise BootError(
+                        f"cannot reach the database ({self.db.describe()}): {type(cause).__name__}: {cause}. "
+                        "Start it, or point DATABASE_URL / DB_HOST / DB_PORT at a running one "
+                        "(`apprun doctor` checks every dependency)."
+                    ) from exc
+                _log.warning("database_not_ready", database=self.db.describe(), code=exc.code)
+                await asyncio.sleep(0.5)
+
+    async def _migrate(self) -> None:
+        config = self.settings.database
+        if self.settings.auto_migrate:
+            state = await upgrade(config)
+            _log.info("schema_ready", revision=state.current)
+            return
+        state = await migration_state(config)
+        if not state.up_to_date:
+            raise BootError(
+                f"the database schema is at revision {state.current or '(empty)'} but this apprun needs "
+                f"{state.head}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
+            )
+
+    async def _record_installation(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        sql = "INSERT INTO apprun_meta (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING"
+        async with self.db.transaction() as conn:
+            await conn.execute(sql, "installed_at", now.isoformat(), now)
+            await conn.execute(sql, "instance_id", uuid.uuid4().hex, now)
+
+    async def _check_database(self) -> str:
+        latency = await self.db.ping()
+        return f"{self.db.dialect} answered in {latency * 1000:.1f} ms"
+
+    async def _sample_metrics(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                self.metrics.sample()
+            await asyncio.sleep(5)

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: real engines on free loopback ports."""

@@ -1,0 +1,138 @@
+"""Shared fixtures: settings, a database per test on SQLite and PostgreSQL, apps.
+
+The ``db`` fixture is parametrized over both dialects, so any test that uses
+it (directly or through ``settings``/``client``) runs twice. Each test gets
+its own SQLite file or its own PostgreSQL database, dropped afterwards.
+
+PostgreSQL is the machine's server (``APPRUN_TEST_PG_DSN``, default
+127.0.0.1:5432, trust auth). `make test` starts it when it is down; if it
+still is not reachable the run stops with a message — a missing engine is
+never a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from apprun.app import create_app
+from apprun.kernel.config import Settings
+from apprun.testing.engines import postgres_admin_dsn
+
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    async def probe() -> None:
+        conn = await asyncpg.connect(postgres_admin_dsn(), timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        pytest.exit(
+            f"PostgreSQL is not reachable at {postgres_admin_dsn()} ({exc}). "
+            "`make test` starts the machine's server; or set APPRUN_TEST_PG_DSN.",
+            returncode=3,
+        )
+
+
+def _dsn_for(database: str) -> str:
+    parts = urlsplit(postgres_admin_dsn())
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+class PgDatabases:
+    """Creates throw-away databases on the shared server and drops them."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    async def create(self) -> str:
+        name = f"apprun_t_{uuid.uuid4().hex[:16]}"
+        conn = await asyncpg.connect(postgres_admin_dsn())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.created.append(name)
+        return _dsn_for(name)
+
+    async def drop_all(self) -> None:
+        if not self.created:
+            return
+        conn = await asyncpg.connect(postgres_admin_dsn())
+        try:
+            for name in self.created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self.created.clear()
+
+
+@pytest.fixture
+async def pg_databases() -> AsyncIterator[PgDatabases]:
+    dbs = PgDatabases()
+    yield dbs
+    await dbs.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PgDatabases) -> str:
+    """A fresh, empty database of each dialect, as a ``DATABASE_URL``."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'apprun.db'}"
+    return await pg_databases.create()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for this test: its own data dir; keyword overrides win."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "apprun_data_dir": tmp_path / "data",
+            "db_boot_wait": 0,
+            "_env_file": None,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    from tests.support.test_app import TEST_ROUTES
+
+    return create_app(settings, extra_routes=TEST_ROUTES, configure_logs=False)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """An in-process client; the app's lifespan (DB pool, migrations) runs around it."""
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; the caller's environment must not leak in."""
+    for key in list(os.environ):
+        if key.startswith(("DB_", "DATABASE_URL", "APPRUN_", "HTTP_", "OTEL_", "JWT_", "PROMETHEUS_")):
+            monkeypatch.delenv(key, raising=False)

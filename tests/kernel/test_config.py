@@ -1,0 +1,125 @@
+"""Configuration: environment names, embedded defaults, prod refusals, masking."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from apprun.kernel.config import ConfigError, Settings, load_settings, masked_settings
+
+
+def test_embedded_defaults_use_sqlite_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(_env_file=None)
+    assert s.apprun_env == "dev"
+    assert s.http_port == 8080
+    assert s.pubsub_backend == "memory"
+    assert s.storage_backend == "local"
+    db = s.database
+    assert db.dialect == "sqlite"
+    assert db.path == tmp_path / "apprun_data" / "apprun.db"
+
+
+def test_reads_the_seed_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PORT", "9999")
+    monkeypatch.setenv("DB_DIALECT", "postgres")
+    monkeypatch.setenv("DB_HOST", "db.internal")
+    monkeypatch.setenv("DB_PORT", "6543")
+    monkeypatch.setenv("DB_USER", "app")
+    monkeypatch.setenv("DB_PASSWORD", "p@ss word")
+    monkeypatch.setenv("DB_NAME", "prod")
+    monkeypatch.setenv("PUBSUB_BACKEND", "nats")
+    monkeypatch.setenv("HTTP_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    s = load_settings(_env_file=None)
+    assert s.http_port == 9999
+    assert s.pubsub_backend == "nats"
+    assert s.http_cors_origins == ["https://a.example", "https://b.example"]
+    assert s.log_level == "DEBUG"
+    db = s.database
+    assert (db.dialect, db.host, db.port, db.user, db.password, db.name) == (
+        "postgres",
+        "db.internal",
+        6543,
+        "app",
+        "p@ss word",
+        "prod",
+    )
+    assert db.dsn == "postgresql://app:p%40ss%20word@db.internal:6543/prod"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:pw@h:5433/d", ("postgres", "h", 5433, "u", "pw", "d")),
+        ("postgres://h/d", ("postgres", "h", 5432, "postgres", None, "d")),
+        ("postgresql+asyncpg://u@h/d", ("postgres", "h", 5432, "u", None, "d")),
+    ],
+)
+def test_database_url_wins_over_db_vars(
+    url: str, expected: tuple[object, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_HOST", "ignored")
+    db = load_settings(_env_file=None, database_url=url).database
+    assert (db.dialect, db.host, db.port, db.user, db.password, db.name) == expected
+
+
+def test_sqlite_database_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(_env_file=None, database_url="sqlite:////srv/x.db").database.path == Path("/srv/x.db")
+    assert load_settings(_env_file=None, database_url="sqlite:///rel.db").database.path == tmp_path / "rel.db"
+
+
+def test_unknown_database_scheme_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="not supported"):
+        _ = load_settings(_env_file=None, database_url="mysql://h/d").database
+
+
+def test_prod_without_secret_refuses_with_a_clear_message() -> None:
+    with pytest.raises(ConfigError, match=r"APPRUN_ENV=prod needs JWT_SECRET.*openssl rand"):
+        load_settings(_env_file=None, apprun_env="prod")
+
+
+def test_prod_with_short_secret_refuses() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET is 31 bytes"):
+        load_settings(_env_file=None, apprun_env="prod", jwt_secret="x" * 31)
+    assert load_settings(_env_file=None, apprun_env="prod", jwt_secret="x" * 32).jwt_secret_value() == "x" * 32
+
+
+def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    s = Settings(_env_file=None, apprun_data_dir=tmp_path / "d")
+    first = s.jwt_secret_value()
+    assert len(first.encode()) >= 32
+    path = tmp_path / "d" / "jwt_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = Settings(_env_file=None, apprun_data_dir=tmp_path / "d").jwt_secret_value()
+    assert again == first
+
+
+def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("HTTP_PORT=7070\nAPPRUN_ENV=dev\n")
+    assert load_settings().http_port == 7070
+
+
+def test_masked_settings_hide_every_secret() -> None:
+    s = load_settings(
+        _env_file=None,
+        jwt_secret="super-secret-value-that-is-long-enough!!",
+        database_url="postgresql://app:hunter2@db/x",
+        s3_secret_key="s3-secret",
+        db_password="pw-secret",
+    )
+    shown = masked_settings(s)
+    text = "\n".join(f"{k}={v}" for k, v in shown.items())
+    for secret in ("super-secret-value", "hunter2", "s3-secret", "pw-secret"):
+        assert secret not in text
+    assert shown["DATABASE_URL"] == "postgresql://app:********@db/x"
+    assert shown["JWT_SECRET"] == "********"
+
+
+def test_invalid_values_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="HTTP_PORT"):
+        load_settings(_env_file=None, http_port=70000)

@@ -1,0 +1,153 @@
+"""The database port, on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apprun.kernel.config import Settings
+from apprun.kernel.db import Database, create_database
+from apprun.kernel.db.sqlite import to_sqlite_params
+from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = create_database(settings)
+    await database.open()
+    async with database.transaction() as conn:
+        await conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, at TIMESTAMP)")
+    yield database
+    await database.close()
+
+
+def test_param_rewrite_leaves_quoted_text_alone() -> None:
+    assert to_sqlite_params("SELECT $1, $12") == "SELECT ?1, ?12"
+    assert to_sqlite_params("SELECT '$1', \"$2\", $3") == "SELECT '$1', \"$2\", ?3"
+    assert to_sqlite_params("SELECT 'it''s $1', $1") == "SELECT 'it''s $1', ?1"
+    assert to_sqlite_params("SELECT 1") == "SELECT 1"
+
+
+async def test_fetch_fetchrow_fetchval(db: Database) -> None:
+    async with db.transaction() as conn:
+        assert await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 1, "one") == 1
+        await conn.executemany("INSERT INTO t (id, name) VALUES ($1, $2)", [(2, "two"), (3, "three")])
+    async with db.read() as conn:
+        rows = await conn.fetch("SELECT id, name FROM t WHERE id >= $1 ORDER BY id", 2)
+        assert [(r["id"], r["name"]) for r in rows] == [(2, "two"), (3, "three")]
+        row = await conn.fetchrow("SELECT name FROM t WHERE id = $1", 1)
+        assert row is not None and row["name"] == "one"
+        assert await conn.fetchrow("SELECT name FROM t WHERE id = $1", 99) is None
+        assert await conn.fetchval("SELECT count(*) FROM t") == 3
+        # The same parameter used twice.
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE id = $1 OR id = $1 + 1", 1) == 2
+
+
+async def test_transaction_rolls_back_on_error(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 10, "ten")
+            raise RuntimeError("halfway")
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE id = 10") == 0
+    # The writer is usable again afterwards.
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 10, "ten")
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE id = 10") == 1
+
+
+async def test_datetimes_round_trip_as_utc(db: Database) -> None:
+    at = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO t (id, name, at) VALUES ($1, $2, $3)", 5, "x", at.replace(tzinfo=None))
+    async with db.read() as conn:
+        value = await conn.fetchval("SELECT at FROM t WHERE id = 5")
+    assert str(value).startswith("2026-11-23")
+
+
+async def test_concurrent_reads_and_writes(db: Database) -> None:
+    async def write(i: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 100 + i, f"n{i}")
+
+    async def read() -> int:
+        async with db.read() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM t"))
+
+    await asyncio.gather(*(write(i) for i in range(20)), *(read() for _ in range(20)))
+    assert await read() == 20
+    stats = db.pool_stats()
+    assert stats.size <= stats.max
+    assert stats.waiting == 0
+
+
+async def test_sqlite_read_connections_cannot_write(make_settings: Any, tmp_path: Path) -> None:
+    database = create_database(make_settings(database_url=f"sqlite:///{tmp_path / 'ro.db'}"))
+    await database.open()
+    try:
+        async with database.transaction() as conn:
+            await conn.execute("CREATE TABLE t (id INTEGER)")
+        async with database.read() as conn:
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                await conn.execute("INSERT INTO t (id) VALUES (1)")
+    finally:
+        await database.close()
+
+
+async def test_statement_timeout_cancels_a_runaway_query(make_settings: Any, database_url: str) -> None:
+    settings = make_settings(database_url=database_url, db_statement_timeout=0.3)
+    database = create_database(settings)
+    await database.open()
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(StatementTimeout):
+            async with database.read() as conn:
+                if database.dialect == "postgres":
+                    await conn.execute("SELECT pg_sleep(10)")
+                else:
+                    await conn.fetchval(
+                        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+                    )
+        assert loop.time() - start < 5
+        # The connection that was cancelled is healthy for the next query.
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await database.close()
+
+
+async def test_unreachable_postgres_fails_fast_with_db_unavailable(make_settings: Any) -> None:
+    from apprun.testing.engines import free_port
+
+    settings = make_settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x", db_pool_timeout=2, db_connect_timeout=1
+    )
+    database = create_database(settings)
+    await database.open()
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(DatabaseUnavailable) as info:
+            await database.ping()
+        assert info.value.status == 503
+        assert info.value.code == "db.unavailable"
+        assert loop.time() - start < 2
+    finally:
+        await database.close()
+
+
+async def test_unwritable_sqlite_location_is_db_unavailable(make_settings: Any, tmp_path: object) -> None:
+    settings = make_settings(database_url="sqlite:////proc/no-such-dir/x.db")
+    database = create_database(settings)
+    with pytest.raises(DatabaseUnavailable):
+        await database.open()
+        await database.ping()
+    await database.close()

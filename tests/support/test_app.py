@@ -1,0 +1,66 @@
+"""The apprun app plus routes only tests need (a failure, a slow request).
+
+Served by `LiveServer(with_test_routes=True)` through
+``apprun serve --app tests.support.test_app:asgi``; in-process tests pass
+`TEST_ROUTES` to `create_app(extra_routes=...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import get, post
+from litestar.datastructures import State
+from litestar.params import FromQuery, JSONBody
+
+from apprun.app import create_app
+from apprun.kernel.config import load_settings
+
+__all__ = ["TEST_ROUTES", "asgi"]
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@get("/_test/boom")
+async def boom() -> None:
+    # A message that must never reach the client.
+    raise Boom("secret internals: SELECT password FROM users /srv/app.py")
+
+
+@get("/_test/slow")
+async def slow(seconds: FromQuery[float] = 1.0) -> dict[str, Any]:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+@get("/_test/db")
+async def db_roundtrip(state: State) -> dict[str, Any]:
+    async with state.runtime.db.read() as conn:
+        value = await conn.fetchval("SELECT 1")
+    return {"value": value}
+
+
+@get("/_test/db/sleep")
+async def db_sleep(state: State, seconds: FromQuery[float] = 5.0) -> dict[str, Any]:
+    runtime = state.runtime
+    async with runtime.db.read() as conn:
+        if runtime.db.dialect == "postgres":
+            await conn.execute("SELECT pg_sleep($1)", seconds)
+        else:  # a query that runs long enough for SQLite's progress handler to cancel it
+            await conn.fetchval("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c")
+    return {"slept": seconds}
+
+
+@post("/_test/echo")
+async def echo(data: JSONBody[dict[str, int]]) -> dict[str, int]:
+    return data
+
+
+TEST_ROUTES = [boom, slow, db_roundtrip, db_sleep, echo]
+
+
+def asgi() -> Any:
+    return create_app(load_settings(), extra_routes=TEST_ROUTES)
