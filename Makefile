@@ -29,7 +29,7 @@ run: $(STAMP) ## Run apprun on 127.0.0.1:8080 on its embedded defaults (SQLite i
 
 test: $(STAMP) ## Install, make sure PostgreSQL is up, run the whole test suite
 	@scripts/ensure-services.sh
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 check: $(STAMP) ## ruff format --check, ruff, mypy --strict, import-linter
 	$(BIN)/ruff format --check src tests

@@ -5,8 +5,13 @@
 # tests) are not checked here.
 set -euo pipefail
 
-pg_host=${APPRUN_TEST_PG_HOST:-127.0.0.1}
-pg_port=${APPRUN_TEST_PG_PORT:-5432}
+dsn=${APPRUN_TEST_PG_DSN:-postgresql://postgres@127.0.0.1:5432/postgres}
+hostport=${dsn#*://}
+hostport=${hostport#*@}
+hostport=${hostport%%/*}
+pg_host=${hostport%%:*}
+pg_port=5432
+[[ "$hostport" == *:* ]] && pg_port=${hostport##*:}
 
 pg_up() {
   if command -v pg_isready >/dev/null 2>&1; then
@@ -26,7 +31,7 @@ if ! pg_up; then
   for _ in $(seq 1 30); do pg_up && break; sleep 0.5; done
   if ! pg_up; then
     echo "error: PostgreSQL is down on $pg_host:$pg_port and could not be started." >&2
-    echo "hint: start it (pg_ctlcluster <version> main start), or point APPRUN_TEST_PG_DSN at a server with trust auth." >&2
+    echo "hint: start it (pg_ctlcluster <version> main start), or set APPRUN_TEST_PG_DSN to a server with trust auth." >&2
     exit 1
   fi
   echo "PostgreSQL started." >&2

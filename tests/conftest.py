@@ -1,7 +1,7 @@
 """Shared fixtures: settings, a database per test on SQLite and PostgreSQL, apps.
 
-The ``db`` fixture is parametrized over both dialects, so any test that uses
-it (directly or through ``settings``/``client``) runs twice. Each test gets
+The ``database_url`` fixture is parametrized over both dialects, so any test
+that uses it (directly or through ``settings``/``app``/``client``) runs twice. Each test gets
 its own SQLite file or its own PostgreSQL database, dropped afterwards.
 
 PostgreSQL is the machine's server (``APPRUN_TEST_PG_DSN``, default
@@ -28,8 +28,6 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.kernel.config import Settings
 from apprun.testing.engines import postgres_admin_dsn
-
-CI = os.environ.get("CI", "").lower() == "true"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

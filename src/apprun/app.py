@@ -56,7 +56,7 @@ def create_app(
 
     cors = CORSConfig(allow_origins=settings.http_cors_origins) if settings.http_cors_origins else None
     app = Litestar(
-        route_handlers=[*kernel_routes, *extra_routes],
+        route_handlers=[*kernel_routes(metrics_enabled=settings.metrics_enabled), *extra_routes],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         request_max_body_size=settings.http_max_body_bytes,

@@ -63,9 +63,11 @@ def version() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to bind [env: HTTP_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on [env: HTTP_PORT]")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker processes; 0 = one per core [env: HTTP_WORKERS]")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default: HTTP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on (default: HTTP_PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes, 0 = one per core (default: HTTP_WORKERS)")
+    ] = None,
     reload: Annotated[bool, typer.Option(help="restart on code changes (dev only)")] = False,
     app_target: Annotated[str, typer.Option("--app", hidden=True, help="ASGI factory to serve")] = "apprun.app:asgi",
 ) -> None:
@@ -90,10 +92,9 @@ def serve(
     from apprun.kernel.logging import configure_logging, logging_dict_config
 
     configure_logging(settings.log_level, settings.log_format)
-    if settings.auto_migrate:
-        # Once here, so the workers find the schema ready (they check again, under a lock).
-        _run_migrations(settings, quiet=True)
-    console.print(
+    _preflight(settings)
+    # The banner goes to stderr: stdout carries only JSON log lines.
+    err_console.print(
         f"[bold]apprun {__version__}[/] on http://{settings.http_host}:{settings.http_port} "
         f"({settings.apprun_env}, {n_workers} worker{'s' if n_workers > 1 else ''}, "
         f"{settings.database.describe()})",
@@ -118,7 +119,18 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run_migrations(settings: Settings, *, quiet: bool = False) -> None:
+def _preflight(settings: Settings) -> None:
+    """Wait for the database and migrate/check the schema once, before the workers start."""
+    from apprun.kernel.runtime import BootError, preflight
+
+    try:
+        with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
+            asyncio.run(preflight(settings))
+    except BootError as exc:
+        _fail(str(exc))
+
+
+def _run_migrations(settings: Settings) -> None:
     from apprun.kernel.db.migrate import upgrade
 
     db = settings.database
@@ -130,8 +142,7 @@ def _run_migrations(settings: Settings, *, quiet: bool = False) -> None:
             f"migration of {db.describe()} failed: {type(exc).__name__}: {exc}",
             "check that the database is running and reachable (`apprun doctor`)",
         )
-    if not quiet:
-        console.print(f"[green]schema at revision {state.current}[/] ({db.describe()})")
+    console.print(f"[green]schema at revision {state.current}[/] ({db.describe()})")
 
 
 @app.command()
@@ -149,6 +160,8 @@ def migrate(
             _fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}", "run `apprun doctor`")
         mark = "[green]up to date[/]" if state.up_to_date else "[yellow]needs `apprun migrate`[/]"
         console.print(f"current {state.current or '(empty)'}, needed {state.head}: {mark}")
+        if not state.up_to_date:
+            raise typer.Exit(1)
         return
     _run_migrations(settings)
 

@@ -62,6 +62,7 @@ def test_config_error_is_a_clear_message_and_exit_2(tmp_path: Path) -> None:
 def test_migrate_then_status(tmp_path: Path, database_url: str) -> None:
     env = {"DATABASE_URL": database_url}
     before = apprun(tmp_path, "migrate", "--status", env=env)
+    assert before.returncode == 1
     assert "needs `apprun migrate`" in before.stdout, before.stdout + before.stderr
     done = apprun(tmp_path, "migrate", env=env)
     assert done.returncode == 0, done.stderr
@@ -97,3 +98,23 @@ def test_doctor_checks_nats_when_configured(tmp_path: Path) -> None:
     )
     assert down.returncode == 1
     assert "start nats-server" in down.stdout
+
+
+def test_serve_in_prod_on_an_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
+    env = {"APPRUN_ENV": "prod", "JWT_SECRET": "x" * 40, "HTTP_PORT": str(free_port())}
+    out = apprun(tmp_path, "serve", env=env)
+    assert out.returncode == 2
+    assert "run `apprun migrate`" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_serve_with_the_database_down_waits_then_says_what_to_do(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+        "DB_BOOT_WAIT": "1",
+        "HTTP_PORT": str(free_port()),
+    }
+    out = apprun(tmp_path, "serve", env=env)
+    assert out.returncode == 2
+    assert "cannot reach the database" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

@@ -73,8 +73,25 @@ def test_sqlite_database_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unknown_database_scheme_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="not supported"):
-        _ = load_settings(_env_file=None, database_url="mysql://h/d").database
+    with pytest.raises(ConfigError, match=r"DATABASE_URL.*not supported"):
+        load_settings(_env_file=None, database_url="mysql://h/d")
+
+
+def test_sslmode_is_passed_to_the_driver() -> None:
+    db = load_settings(_env_file=None, database_url="postgresql://u@h/d?sslmode=require").database
+    assert db.sslmode == "require"
+    assert db.sqlalchemy_url.endswith("/d?ssl=require")
+    with pytest.raises(ConfigError, match="sslmode"):
+        load_settings(_env_file=None, database_url="postgresql://u@h/d?sslmode=bogus")
+
+
+def test_trusted_proxies_must_be_networks() -> None:
+    assert load_settings(_env_file=None, http_trusted_proxies="10.0.0.0/8, 127.0.0.1").http_trusted_proxies == [
+        "10.0.0.0/8",
+        "127.0.0.1",
+    ]
+    with pytest.raises(ConfigError, match="HTTP_TRUSTED_PROXIES"):
+        load_settings(_env_file=None, http_trusted_proxies="not-an-ip")
 
 
 def test_prod_without_secret_refuses_with_a_clear_message() -> None:

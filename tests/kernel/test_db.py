@@ -151,3 +151,21 @@ async def test_unwritable_sqlite_location_is_db_unavailable(make_settings: Any, 
         await database.open()
         await database.ping()
     await database.close()
+
+
+async def test_full_pool_is_pool_exhausted_not_unavailable(make_settings: Any, database_url: str) -> None:
+    database = create_database(make_settings(database_url=database_url, db_pool_size=1, db_pool_timeout=0.3))
+    await database.open()
+    try:
+        async with database.transaction() as held:
+            await held.fetchval("SELECT 1")
+            with pytest.raises(DatabaseUnavailable) as info:
+                if database.dialect == "postgres":
+                    async with database.read() as conn:
+                        await conn.fetchval("SELECT 1")
+                else:  # SQLite: the single writer is the contended resource
+                    async with database.transaction() as conn:
+                        await conn.fetchval("SELECT 1")
+        assert info.value.code == "db.pool_exhausted"
+    finally:
+        await database.close()

@@ -29,3 +29,22 @@ async def test_a_request_is_counted_with_its_route_template(client: Any) -> None
 async def test_metrics_content_type(client: Any) -> None:
     r = await client.get("/metrics")
     assert r.headers["content-type"].startswith("text/plain")
+
+
+async def test_in_flight_gauge_and_single_charset(client: Any) -> None:
+    r = await client.get("/metrics")
+    # The scrape itself is in flight while the body is rendered.
+    assert _sample(r.text, "apprun_http_requests_in_flight") == 1
+    assert r.headers["content-type"].count("charset") == 1
+
+
+async def test_metrics_can_be_switched_off(make_settings: Any, tmp_path: Any) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from apprun.app import create_app
+
+    app = create_app(
+        make_settings(database_url=f"sqlite:///{tmp_path / 'm.db'}", metrics_enabled=False), configure_logs=False
+    )
+    async with AsyncTestClient(app=app) as c:
+        assert (await c.get("/metrics")).status_code == 404

@@ -15,12 +15,13 @@ unsafe in production: it will not boot without a ``JWT_SECRET`` of at least
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MIN_SECRET_BYTES = 32
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
 
 
@@ -54,6 +56,8 @@ class DatabaseConfig:
     user: str = "postgres"
     password: str | None = None
     name: str = "apprun"
+    #: libpq's sslmode (disable, allow, prefer, require, verify-ca, verify-full); None: the driver's default.
+    sslmode: str | None = None
 
     @property
     def dsn(self) -> str:
@@ -63,14 +67,17 @@ class DatabaseConfig:
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+        tail = f"?sslmode={self.sslmode}" if self.sslmode else ""
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}{tail}"
 
     @property
     def sqlalchemy_url(self) -> str:
         """The URL SQLAlchemy/Alembic use (async drivers)."""
         if self.dialect == "sqlite":
             return f"sqlite+aiosqlite:///{self.path}"
-        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        # asyncpg spells libpq's sslmode `ssl`.
+        url = self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return url.replace("?sslmode=", "?ssl=", 1)
 
     def describe(self) -> str:
         """A human description without the password."""
@@ -156,10 +163,26 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _database_url_is_usable(self) -> Settings:
+        if self.database_url is not None:
+            _parse_database_url(self.database_url.get_secret_value(), self.data_dir)
+        return self
 
     @model_validator(mode="after")
     def _prod_needs_a_secret(self) -> Settings:
@@ -239,6 +262,10 @@ def _parse_database_url(url: str, data_dir: Path) -> DatabaseConfig:
             return DatabaseConfig(dialect="sqlite", path=data_dir / "apprun.db")
         return DatabaseConfig(dialect="sqlite", path=Path(raw).expanduser().resolve())
     if scheme in ("postgres", "postgresql"):
+        query = dict(parse_qsl(parts.query))
+        sslmode = query.get("sslmode")
+        if sslmode is not None and sslmode not in _SSLMODES:
+            raise ValueError(f"DATABASE_URL sslmode={sslmode!r} is not one of {', '.join(_SSLMODES)}")
         return DatabaseConfig(
             dialect="postgres",
             host=parts.hostname or "127.0.0.1",
@@ -246,8 +273,9 @@ def _parse_database_url(url: str, data_dir: Path) -> DatabaseConfig:
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password) if parts.password else None,
             name=unquote(parts.path.lstrip("/")) or "postgres",
+            sslmode=sslmode,
         )
-    raise ConfigError(f"DATABASE_URL scheme {parts.scheme!r} is not supported: use postgresql://… or sqlite:///…")
+    raise ValueError(f"DATABASE_URL scheme {parts.scheme!r} is not supported: use postgresql://… or sqlite:///…")
 
 
 def _persisted_secret(path: Path) -> str:

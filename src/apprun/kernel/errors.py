@@ -86,7 +86,7 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status = 404
-    default_code = "http.not_found"
+    default_code = "request.not_found"
 
 
 class Conflict(ApiError):

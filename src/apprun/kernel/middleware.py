@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from litestar.enums import ScopeType
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from litestar.enums import ScopeType
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from apprun.kernel import tracing
@@ -158,6 +158,8 @@ class KernelMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        if self.metrics is not None:
+            self.metrics.http_in_flight.inc()
         try:
             if content_length is not None and content_length.isdigit() and int(content_length) > self.max_body:
                 await self._reject(PayloadTooLarge(params={"limit": self.max_body}), ctx, send_wrapper)
@@ -168,6 +170,7 @@ class KernelMiddleware:
             route = scope.get("path_template") or _UNMATCHED
             method = scope["method"]
             if self.metrics is not None:
+                self.metrics.http_in_flight.dec()
                 self.metrics.observe_request(method, route, status, duration)
             if span is not None:
                 span.update_name(f"{method} {route}")

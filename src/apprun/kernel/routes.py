@@ -38,7 +38,8 @@ async def alive() -> dict[str, str]:
 
 @get("/metrics", tags=["system"], summary="Prometheus metrics", include_in_schema=True)
 async def metrics(state: State) -> Response[bytes]:
-    return Response(_runtime(state).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # Litestar adds the charset itself.
+    return Response(_runtime(state).metrics.render(), media_type=CONTENT_TYPE_LATEST.split("; charset")[0])
 
 
 @get("/api/v1/system/info", tags=["system"], summary="Version, mode and schema revision")
@@ -63,4 +64,9 @@ async def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, An
     return Response(request.app.openapi_schema.to_schema(), media_type="application/vnd.oai.openapi+json")
 
 
-kernel_routes = [health_check, alive, metrics, system_info, openapi_json]
+def kernel_routes(*, metrics_enabled: bool = True) -> list[Any]:
+    """The kernel's handlers (``/metrics`` only when metrics are enabled)."""
+    routes: list[Any] = [health_check, alive, system_info, openapi_json]
+    if metrics_enabled:
+        routes.append(metrics)
+    return routes

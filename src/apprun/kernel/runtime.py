@@ -28,7 +28,7 @@ from apprun.kernel.i18n import Translator, translator
 from apprun.kernel.logging import get_logger
 from apprun.kernel.metrics import Metrics
 
-__all__ = ["BootError", "Runtime"]
+__all__ = ["BootError", "Runtime", "migrate_or_check", "preflight", "wait_for_database"]
 
 _log = get_logger("apprun.runtime")
 
@@ -37,6 +37,52 @@ Hook = Callable[["Runtime"], Awaitable[None]]
 
 class BootError(Exception):
     """apprun cannot start; the message says what to do."""
+
+
+async def wait_for_database(db: Database, boot_wait: float) -> None:
+    """Ping until the database answers, for at most ``boot_wait`` seconds."""
+    deadline = time.monotonic() + boot_wait
+    while True:
+        try:
+            await db.ping()
+            return
+        except ApiError as exc:
+            if time.monotonic() >= deadline:
+                cause = exc.__cause__ or exc
+                raise BootError(
+                    f"cannot reach the database ({db.describe()}): {type(cause).__name__}: {cause}. "
+                    "Start it, or point DATABASE_URL / DB_HOST / DB_PORT at a running one "
+                    "(`apprun doctor` checks every dependency)."
+                ) from exc
+            _log.warning("database_not_ready", database=db.describe(), code=exc.code)
+            await asyncio.sleep(0.5)
+
+
+async def migrate_or_check(settings: Settings) -> None:
+    """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at head."""
+    config = settings.database
+    if settings.auto_migrate:
+        state = await upgrade(config)
+        _log.info("schema_ready", revision=state.current)
+        return
+    state = await migration_state(config)
+    if not state.up_to_date:
+        raise BootError(
+            f"the database schema is at revision {state.current or '(empty)'} but this apprun needs "
+            f"{state.head}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
+        )
+
+
+async def preflight(settings: Settings) -> None:
+    """What every worker checks at start, done once before they start, so a
+    broken setup fails with one clear message instead of one per worker."""
+    db = create_database(settings)
+    try:
+        await db.open()
+        await wait_for_database(db, settings.db_boot_wait)
+        await migrate_or_check(settings)
+    finally:
+        await db.close()
 
 
 @dataclass(eq=False)
@@ -105,34 +151,10 @@ class Runtime:
         _log.info("apprun_stopped")
 
     async def _wait_for_database(self) -> None:
-        deadline = time.monotonic() + self.settings.db_boot_wait
-        while True:
-            try:
-                await self.db.ping()
-                return
-            except ApiError as exc:
-                if time.monotonic() >= deadline:
-                    cause = exc.__cause__ or exc
-                    raise BootError(
-                        f"cannot reach the database ({self.db.describe()}): {type(cause).__name__}: {cause}. "
-                        "Start it, or point DATABASE_URL / DB_HOST / DB_PORT at a running one "
-                        "(`apprun doctor` checks every dependency)."
-                    ) from exc
-                _log.warning("database_not_ready", database=self.db.describe(), code=exc.code)
-                await asyncio.sleep(0.5)
+        await wait_for_database(self.db, self.settings.db_boot_wait)
 
     async def _migrate(self) -> None:
-        config = self.settings.database
-        if self.settings.auto_migrate:
-            state = await upgrade(config)
-            _log.info("schema_ready", revision=state.current)
-            return
-        state = await migration_state(config)
-        if not state.up_to_date:
-            raise BootError(
-                f"the database schema is at revision {state.current or '(empty)'} but this apprun needs "
-                f"{state.head}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
-            )
+        await migrate_or_check(self.settings)
 
     async def _record_installation(self) -> None:
         now = datetime.datetime.now(datetime.UTC)

@@ -121,6 +121,7 @@ class PostgresDatabase:
             user=self.config.user,
             password=self.config.password,
             database=self.config.name,
+            ssl=self.config.sslmode,
             min_size=0,
             max_size=self.pool_size,
             timeout=self.connect_timeout,
@@ -150,6 +151,10 @@ class PostgresDatabase:
         self._waiting += 1
         try:
             raw = await self._pool.acquire(timeout=self.pool_timeout)
+        except TimeoutError as exc:
+            # A full pool is load, not an outage: say which one it is.
+            busy = self._pool.get_size() >= self._pool.get_max_size() and self._pool.get_idle_size() == 0
+            raise DatabaseUnavailable(code="db.pool_exhausted" if busy else "db.unavailable") from exc
         except BaseException as exc:
             translated = translate_pg_error(exc)
             if translated is not None:
