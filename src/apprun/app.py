@@ -20,12 +20,17 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from apprun import __version__
+from apprun.auth.module import build_auth
 from apprun.kernel.config import ConfigError, Settings, load_settings
 from apprun.kernel.http_errors import exception_handlers
 from apprun.kernel.logging import configure_logging
 from apprun.kernel.middleware import KernelMiddleware
 from apprun.kernel.routes import kernel_routes
 from apprun.kernel.runtime import Runtime
+from apprun.rbac.api import RbacController
+from apprun.rbac.service import Rbac
+from apprun.tenancy.api import TenantsController
+from apprun.tenancy.service import Tenancy
 
 __all__ = ["asgi", "create_app"]
 
@@ -46,6 +51,14 @@ def create_app(
         configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
 
+    # Modules, lowest layer first: rbac <- tenancy <- auth.
+    rbac = Rbac(runtime.db)
+    tenancy = Tenancy(runtime.db, rbac)
+    rbac.add_source(tenancy)
+    auth = build_auth(runtime, tenancy, rbac)
+    runtime.on_start(auth.start)
+    runtime.on_stop(auth.stop)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
@@ -56,7 +69,14 @@ def create_app(
 
     cors = CORSConfig(allow_origins=settings.http_cors_origins) if settings.http_cors_origins else None
     app = Litestar(
-        route_handlers=[*kernel_routes(metrics_enabled=settings.metrics_enabled), *extra_routes],
+        route_handlers=[
+            *kernel_routes(metrics_enabled=settings.metrics_enabled),
+            *auth.routes(),
+            TenantsController,
+            RbacController,
+            *extra_routes,
+        ],
+        middleware=[auth.middleware()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         request_max_body_size=settings.http_max_body_bytes,
@@ -73,6 +93,10 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.rbac = rbac
+    app.state.tenancy = tenancy
+    for name, service in auth.state().items():
+        setattr(app.state, name, service)
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.
     app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)

@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -181,6 +183,35 @@ def config_show(
     for key, value in values.items():
         table.add_row(key, value)
     console.print(table)
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Argument(help="the admin's email address")],
+    password: Annotated[
+        str | None, typer.Option(help="the password (else APPRUN_ADMIN_PASSWORD, else a prompt)")
+    ] = None,
+) -> None:
+    """Create a platform admin (or make an existing user one). There is no default password."""
+    settings = _settings()
+    secret = password or os.environ.get("APPRUN_ADMIN_PASSWORD")
+    if not secret:
+        if not sys.stdin.isatty():
+            _fail("no password given", "pass --password, set APPRUN_ADMIN_PASSWORD, or run in a terminal to be asked")
+        secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    _preflight(settings)
+    from apprun.auth.module import create_platform_admin
+    from apprun.kernel.errors import ApiError
+
+    try:
+        user_id, created = asyncio.run(create_platform_admin(settings, email, secret))
+    except ApiError as exc:
+        from apprun.kernel.i18n import translator
+
+        detail = f" ({exc.details})" if exc.details else ""
+        _fail(translator().gettext(exc.code, "en", exc.params) + detail)
+    verb = "created" if created else "promoted to platform admin"
+    console.print(f"[green]{email} {verb}[/] (user id {user_id})")
 
 
 @app.command()

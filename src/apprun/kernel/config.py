@@ -151,6 +151,46 @@ class Settings(BaseSettings):
     # --- security ------------------------------------------------------
     jwt_secret: SecretStr | None = None
 
+    # --- auth ----------------------------------------------------------
+    auth_jwt_algorithm: Literal["HS256", "EdDSA", "RS256"] = "HS256"
+    auth_jwt_private_key_file: Path | None = Field(None, description="PEM key for EdDSA/RS256")
+    auth_jwt_issuer: str = "apprun"
+    auth_jwt_audience: str = "apprun"
+    auth_jwt_leeway: int = Field(10, ge=0, le=30, description="clock skew allowed, seconds")
+    auth_access_ttl: int = Field(900, ge=30, le=86400, description="access token lifetime, seconds")
+    auth_session_ttl: int = Field(30 * 86400, ge=300, description="refresh token / session lifetime, seconds")
+    auth_refresh_reuse_grace: int = Field(10, ge=0, le=60, description="seconds a used refresh token may be retried")
+    auth_password_min_length: int = Field(8, ge=6, le=128)
+    auth_password_blocklist_file: Path | None = None
+    auth_argon2_memory_kib: int = Field(19 * 1024, ge=19 * 1024)
+    auth_argon2_time_cost: int = Field(2, ge=2)
+    auth_argon2_parallelism: int = Field(1, ge=1)
+    auth_signup_enabled: bool = True
+    auth_require_email_verification: bool = False
+    auth_site_url: str = Field("http://127.0.0.1:8080", description="base of links in mails")
+    auth_redirect_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    auth_rate_limit_ip: str = Field("60/60", description="auth requests per IP: count/seconds")
+    auth_rate_limit_account: str = Field("10/900", description="failed logins per account: count/seconds")
+    auth_oidc_issuer: str | None = None
+    auth_oidc_jwks_url: str | None = None
+    auth_oidc_audience: str | None = None
+    auth_oidc_email_claim: str = "email"
+    auth_oidc_tenant_claim: str = "tenant_id"
+    auth_oidc_roles_claim: str = "roles"
+    auth_oauth_providers: str = Field("[]", description="JSON list of OAuth2/OIDC login providers")
+    kratos_public_url: str | None = None
+    rate_limit_backend: Literal["memory", "redis"] | None = None
+
+    # --- mail ----------------------------------------------------------
+    mail_backend: Literal["log", "smtp", "none"] | None = None
+    mail_from: str = "apprun <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+
     # --- observability -------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -158,7 +198,7 @@ class Settings(BaseSettings):
     otel_service_name: str = "apprun"
     metrics_enabled: bool = True
 
-    @field_validator("http_cors_origins", "http_trusted_proxies", mode="before")
+    @field_validator("http_cors_origins", "http_trusted_proxies", "auth_redirect_allowlist", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -198,6 +238,11 @@ class Settings(BaseSettings):
                     f"JWT_SECRET is {len(secret.encode())} bytes; APPRUN_ENV=prod needs at least "
                     f"{MIN_SECRET_BYTES}: generate one with `openssl rand -base64 48`"
                 )
+            if self.mail_backend == "log":
+                raise ValueError(
+                    "MAIL_BACKEND=log only prints mail, which APPRUN_ENV=prod does not allow: "
+                    "configure SMTP_HOST (MAIL_BACKEND=smtp) or set MAIL_BACKEND=none"
+                )
         return self
 
     # --- derived values ------------------------------------------------
@@ -220,6 +265,21 @@ class Settings(BaseSettings):
     @property
     def workers(self) -> int:
         return self.http_workers or os.cpu_count() or 1
+
+    @property
+    def mailer(self) -> Literal["log", "smtp", "none"]:
+        """Mail delivery: as configured, else SMTP when a host is set, else log (dev) or none."""
+        if self.mail_backend is not None:
+            return self.mail_backend
+        if self.smtp_host:
+            return "smtp"
+        return "log" if self.is_dev else "none"
+
+    @property
+    def rate_limiter(self) -> Literal["memory", "redis"]:
+        if self.rate_limit_backend is not None:
+            return self.rate_limit_backend
+        return "redis" if self.redis_host else "memory"
 
     @property
     def database(self) -> DatabaseConfig:
@@ -310,7 +370,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("; ".join(lines)) from None
 
 
-_SECRET_FIELDS = {"jwt_secret", "db_password", "database_url", "s3_access_key", "s3_secret_key"}
+_SECRET_FIELDS = {"jwt_secret", "db_password", "database_url", "s3_access_key", "s3_secret_key", "smtp_password"}
 
 
 def masked_settings(settings: Settings) -> dict[str, str]:

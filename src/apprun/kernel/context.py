@@ -18,7 +18,7 @@ __all__ = ["SCOPE_KEY", "AuthMethod", "RequestContext", "current_context", "from
 #: Where the context lives in the ASGI scope.
 SCOPE_KEY = "apprun.ctx"
 
-AuthMethod = Literal["anonymous", "jwt", "api_key", "service"]
+AuthMethod = Literal["anonymous", "jwt", "api_key", "service", "oidc", "kratos"]
 
 
 @dataclass(slots=True)

@@ -31,3 +31,224 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def _ts(name: str, *, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def _id(name: str = "id", **kw: object) -> sa.Column[object]:
+    return sa.Column(name, sa.String(36), **kw)  # type: ignore[arg-type]
+
+
+# --- auth ---------------------------------------------------------------
+# Emails are stored lower-cased; uniqueness is per deployment.
+users = sa.Table(
+    "apprun_users",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("locale", sa.String(20), nullable=True),
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("is_platform_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ts("email_verified_at"),
+    _ts("disabled_at"),
+    _ts("last_login_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+#: Links to identities at external issuers (OIDC, Kratos, social login).
+identities = sa.Table(
+    "apprun_identities",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("email", sa.String(320), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at"),
+    sa.ForeignKeyConstraint(["user_id"], ["apprun_users.id"], ondelete="CASCADE"),
+    sa.UniqueConstraint("provider", "subject"),
+    sa.Index(None, "user_id"),
+)
+
+#: A signed-in device. A session is also a refresh-token family.
+sessions = sa.Table(
+    "apprun_sessions",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    _id("tenant_id", nullable=True),
+    sa.Column("auth_method", sa.String(20), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(400), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("revoked_at"),
+    sa.Column("revoked_reason", sa.String(50), nullable=True),
+    sa.ForeignKeyConstraint(["user_id"], ["apprun_users.id"], ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="SET NULL"),
+    sa.Index(None, "user_id"),
+)
+
+refresh_tokens = sa.Table(
+    "apprun_refresh_tokens",
+    metadata,
+    _id(primary_key=True),
+    _id("session_id", nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _id("parent_id", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("used_at"),
+    sa.ForeignKeyConstraint(["session_id"], ["apprun_sessions.id"], ondelete="CASCADE"),
+    sa.Index(None, "session_id"),
+)
+
+#: Password reset, email verification and invitation tokens (stored hashed).
+one_time_tokens = sa.Table(
+    "apprun_one_time_tokens",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _id("user_id", nullable=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    _id("tenant_id", nullable=True),
+    sa.Column("role", sa.String(100), nullable=True),
+    _id("created_by", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("used_at"),
+    sa.ForeignKeyConstraint(["user_id"], ["apprun_users.id"], ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+)
+
+api_keys = sa.Table(
+    "apprun_api_keys",
+    metadata,
+    _id(primary_key=True),
+    _id("tenant_id", nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("role", sa.String(100), nullable=True),
+    _id("created_by", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("last_used_at"),
+    _ts("expires_at"),
+    _ts("revoked_at"),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+    sa.Index(None, "tenant_id"),
+)
+
+#: Security events, readable by tenant admins. No foreign keys: the record
+#: outlives the user or tenant it is about.
+audit_log = sa.Table(
+    "apprun_audit_log",
+    metadata,
+    _id(primary_key=True),
+    _id("tenant_id", nullable=True),
+    _id("actor_id", nullable=True),
+    sa.Column("actor_type", sa.String(20), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(400), nullable=True),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    _ts("created_at", nullable=False),
+    sa.Index(None, "tenant_id", "created_at"),
+)
+
+#: Mail written by the log/outbox mailer (development) — and a record of
+#: what the SMTP mailer sent or failed to send.
+mail_outbox = sa.Table(
+    "apprun_mail_outbox",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(50), nullable=False),
+    sa.Column("locale", sa.String(20), nullable=False),
+    sa.Column("backend", sa.String(20), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+#: In-flight OAuth2 authorization-code logins (state → PKCE verifier).
+oauth_states = sa.Table(
+    "apprun_oauth_states",
+    metadata,
+    sa.Column("state", sa.String(100), primary_key=True),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("code_verifier", sa.String(200), nullable=False),
+    sa.Column("nonce", sa.String(100), nullable=False),
+    sa.Column("redirect_to", sa.Text, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("expires_at", nullable=False),
+)
+
+# --- tenancy ------------------------------------------------------------
+tenants = sa.Table(
+    "apprun_tenants",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("personal", sa.Boolean, nullable=False, server_default=sa.false()),
+    _id("created_by", nullable=True),
+    #: Bumped in the same transaction as any change to the tenant's roles,
+    #: policies or memberships; authorization caches key on it.
+    sa.Column("policy_version", sa.Integer, nullable=False, server_default="1"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+memberships = sa.Table(
+    "apprun_memberships",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("user_id", primary_key=True),
+    sa.Column("role", sa.String(100), nullable=False),
+    _id("added_by", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+    sa.ForeignKeyConstraint(["user_id"], ["apprun_users.id"], ondelete="CASCADE"),
+    # A role in use cannot be deleted (RESTRICT); it must be reassigned first.
+    sa.ForeignKeyConstraint(["tenant_id", "role"], ["apprun_roles.tenant_id", "apprun_roles.name"]),
+    sa.Index(None, "user_id"),
+)
+
+# --- rbac ---------------------------------------------------------------
+roles = sa.Table(
+    "apprun_roles",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("builtin", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ts("created_at", nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+)
+
+#: Casbin ``p`` rules of the RBAC-with-domains model: (role, tenant, object, action, effect).
+policies = sa.Table(
+    "apprun_policies",
+    metadata,
+    _id(primary_key=True),
+    _id("tenant_id", nullable=False),
+    sa.Column("role", sa.String(100), nullable=False),
+    sa.Column("object", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("effect", sa.String(10), nullable=False),
+    _ts("created_at", nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id", "role"], ["apprun_roles.tenant_id", "apprun_roles.name"], ondelete="CASCADE"),
+    sa.UniqueConstraint("tenant_id", "role", "object", "action", "effect"),
+)

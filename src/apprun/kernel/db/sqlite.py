@@ -28,9 +28,16 @@ from apprun.kernel.tracing import db_span
 
 __all__ = ["SQLiteDatabase", "to_sqlite_params"]
 
-# Explicit adapters (the stdlib's defaults are deprecated since 3.12): times are
-# stored as ISO-8601 text, which sorts and compares correctly for UTC values.
-sqlite3.register_adapter(datetime.datetime, lambda v: v.isoformat())
+
+def _adapt_datetime(value: datetime.datetime) -> str:
+    # Aware values are stored in UTC with a fixed width, so text comparison in
+    # SQL (expires_at > $1) orders them correctly; naive ones are taken as UTC.
+    value = value.astimezone(datetime.UTC) if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+    return value.isoformat(timespec="microseconds")
+
+
+# Explicit adapters (the stdlib's defaults are deprecated since 3.12).
+sqlite3.register_adapter(datetime.datetime, _adapt_datetime)
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 
 T = TypeVar("T")

@@ -1,0 +1,389 @@
+"""Tenants and memberships.
+
+A tenant is a workspace whose rows, files, events and rules are isolated from
+every other tenant's. Users belong to tenants through memberships, each with
+one role; a user's token carries exactly one active tenant.
+
+Who may do what is asked of RBAC in the tenant concerned: reading a tenant
+and its members needs ``read`` on ``tenant``/``members``, managing members
+``admin`` on ``members``, renaming ``update`` on ``tenant``, deleting
+``delete`` on ``tenant`` (owners only: admins carry a deny rule). A caller
+who is not a member of the tenant gets 404, not 403, so tenant ids cannot be
+probed. Only owners may make or unmake owners, and a tenant always keeps at
+least one owner.
+
+Users live in the auth module; tenancy reaches them through the `Directory`
+port, which auth implements and the app wires in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from apprun.kernel.context import RequestContext
+from apprun.kernel.db import Connection, Database
+from apprun.kernel.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from apprun.kernel.ids import new_id
+from apprun.kernel.times import isoformat, to_datetime, utcnow
+from apprun.rbac.service import POLICY_VERSION, Rbac
+
+__all__ = ["Directory", "Tenancy"]
+
+MAX_NAME = 200
+
+
+class Directory(Protocol):
+    """What tenancy needs to know about users (implemented by auth)."""
+
+    async def find_user_id(self, conn: Connection, email: str) -> str | None: ...
+
+    async def describe_users(self, conn: Connection, user_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def invite(
+        self,
+        conn: Connection,
+        *,
+        tenant_id: str,
+        tenant_name: str,
+        email: str,
+        role: str,
+        inviter_id: str | None,
+        locale: str,
+    ) -> None: ...
+
+    async def audit(
+        self, conn: Connection, ctx: RequestContext, action: str, target: str, details: dict[str, Any]
+    ) -> None: ...
+
+    def mail_committed(self) -> None:
+        """Called after a transaction that may have queued mail commits."""
+        ...
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned or len(cleaned) > MAX_NAME:
+        raise BadRequest("tenancy.invalid_name", params={"max": MAX_NAME})
+    return cleaned
+
+
+class Tenancy:
+    def __init__(self, db: Database, rbac: Rbac) -> None:
+        self.db = db
+        self.rbac = rbac
+        self.directory: Directory | None = None
+
+    # --- used by auth, inside its transactions -------------------------
+    async def create_tenant(self, conn: Connection, *, name: str, owner_id: str, personal: bool) -> dict[str, Any]:
+        tenant_id, now = new_id(), utcnow()
+        name = _clean_name(name)
+        await conn.execute(
+            "INSERT INTO apprun_tenants (id, name, personal, created_by, policy_version, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, 1, $5, $5)",
+            tenant_id,
+            name,
+            personal,
+            owner_id,
+            now,
+        )
+        await self.rbac.seed_tenant(conn, tenant_id)
+        await self._insert_member(conn, tenant_id, owner_id, "owner", owner_id)
+        return {"id": tenant_id, "name": name, "personal": personal, "role": "owner", "created_at": isoformat(now)}
+
+    async def add_membership(
+        self, conn: Connection, tenant_id: str, user_id: str, role: str, added_by: str | None
+    ) -> None:
+        """Add a member (an accepted invitation); an existing membership is kept as is."""
+        if await self.role_of(conn, tenant_id, user_id) is not None:
+            return
+        if not await self.rbac.role_exists(conn, tenant_id, role):
+            raise BadRequest("rbac.role_not_found", params={"name": role})
+        await self._insert_member(conn, tenant_id, user_id, role, added_by)
+        await self.rbac.bump(conn, tenant_id)
+
+    async def sync_membership(self, conn: Connection, tenant_id: str, user_id: str, role: str) -> None:
+        """Make ``user_id`` a member with exactly ``role`` (an external issuer's say-so)."""
+        current = await self.role_of(conn, tenant_id, user_id)
+        if current == role:
+            return
+        if current is None:
+            await self._insert_member(conn, tenant_id, user_id, role, None)
+        else:
+            await conn.execute(
+                "UPDATE apprun_memberships SET role = $3, updated_at = $4 WHERE tenant_id = $1 AND user_id = $2",
+                tenant_id,
+                user_id,
+                role,
+                utcnow(),
+            )
+        await self.rbac.bump(conn, tenant_id)
+
+    async def role_of(self, conn: Connection, tenant_id: str, user_id: str) -> str | None:
+        role = await conn.fetchval(
+            "SELECT role FROM apprun_memberships WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+        )
+        return str(role) if role is not None else None
+
+    async def first_tenant_of(self, conn: Connection, user_id: str) -> str | None:
+        """The tenant a new session starts in: the personal one, else the oldest membership."""
+        found = await conn.fetchval(
+            "SELECT m.tenant_id FROM apprun_memberships m JOIN apprun_tenants t ON t.id = m.tenant_id "
+            "WHERE m.user_id = $1 ORDER BY t.personal DESC, m.created_at, m.tenant_id LIMIT 1",
+            user_id,
+        )
+        return str(found) if found is not None else None
+
+    async def tenant_name(self, conn: Connection, tenant_id: str) -> str | None:
+        name = await conn.fetchval("SELECT name FROM apprun_tenants WHERE id = $1", tenant_id)
+        return str(name) if name is not None else None
+
+    async def role_assignments(self, conn: Connection, tenant_id: str) -> list[tuple[str, str]]:
+        """RBAC's view of the members: (user id, role)."""
+        rows = await conn.fetch("SELECT user_id, role FROM apprun_memberships WHERE tenant_id = $1", tenant_id)
+        return [(r["user_id"], r["role"]) for r in rows]
+
+    # --- the tenants API -----------------------------------------------
+    async def create(self, ctx: RequestContext, name: str) -> dict[str, Any]:
+        user = self._user(ctx)
+        async with self.db.transaction() as conn:
+            tenant = await self.create_tenant(conn, name=name, owner_id=user, personal=False)
+            await self._audit(conn, ctx, "tenant.created", tenant["id"], {"name": tenant["name"]})
+        return tenant
+
+    async def list_mine(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        user = self._user(ctx)
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT t.id, t.name, t.personal, t.created_at, m.role FROM apprun_memberships m "
+                "JOIN apprun_tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 ORDER BY t.created_at, t.id",
+                user,
+            )
+        return [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "personal": bool(r["personal"]),
+                "role": r["role"],
+                "active": r["id"] == ctx.tenant_id,
+                "created_at": isoformat(to_datetime(r["created_at"])),
+            }
+            for r in rows
+        ]
+
+    async def get(self, ctx: RequestContext, tenant_id: str) -> dict[str, Any]:
+        scoped = await self._in_tenant(ctx, tenant_id, "read", "tenant")
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, personal, created_at, updated_at FROM apprun_tenants WHERE id = $1", tenant_id
+            )
+            role = await self.role_of(conn, tenant_id, scoped.user_id or "")
+        if row is None:
+            raise NotFound("tenancy.tenant_not_found")
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "personal": bool(row["personal"]),
+            "role": role,
+            "created_at": isoformat(to_datetime(row["created_at"])),
+            "updated_at": isoformat(to_datetime(row["updated_at"])),
+        }
+
+    async def rename(self, ctx: RequestContext, tenant_id: str, name: str) -> dict[str, Any]:
+        await self._in_tenant(ctx, tenant_id, "update", "tenant")
+        name = _clean_name(name)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE apprun_tenants SET name = $2, updated_at = $3 WHERE id = $1", tenant_id, name, utcnow()
+            )
+            await self._audit(conn, ctx, "tenant.renamed", tenant_id, {"name": name})
+        return await self.get(ctx, tenant_id)
+
+    async def delete(self, ctx: RequestContext, tenant_id: str) -> None:
+        await self._in_tenant(ctx, tenant_id, "delete", "tenant")
+        async with self.db.transaction() as conn:
+            await self._audit(conn, ctx, "tenant.deleted", tenant_id, {})
+            await conn.execute("DELETE FROM apprun_tenants WHERE id = $1", tenant_id)
+        self.rbac.enforcers.forget(tenant_id)
+
+    # --- members -------------------------------------------------------
+    async def list_members(self, ctx: RequestContext, tenant_id: str) -> list[dict[str, Any]]:
+        await self._in_tenant(ctx, tenant_id, "read", "members")
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, role, created_at FROM apprun_memberships "
+                "WHERE tenant_id = $1 ORDER BY created_at, user_id",
+                tenant_id,
+            )
+            people = await self._directory().describe_users(conn, [r["user_id"] for r in rows])
+        return [
+            {
+                "user_id": r["user_id"],
+                "email": people.get(r["user_id"], {}).get("email"),
+                "name": people.get(r["user_id"], {}).get("name"),
+                "role": r["role"],
+                "joined_at": isoformat(to_datetime(r["created_at"])),
+            }
+            for r in rows
+        ]
+
+    async def add_member(self, ctx: RequestContext, tenant_id: str, email: str, role: str) -> dict[str, Any]:
+        """Add an existing user at once, or email an invitation to a new one."""
+        scoped = await self._in_tenant(ctx, tenant_id, "admin", "members")
+        email = email.strip().lower()
+        async with self.db.transaction() as conn:
+            if not await self.rbac.role_exists(conn, tenant_id, role):
+                raise BadRequest("rbac.role_not_found", params={"name": role})
+            await self._check_owner_change(conn, scoped, tenant_id, None, role)
+            directory = self._directory()
+            user_id = await directory.find_user_id(conn, email)
+            result: dict[str, Any]
+            if user_id is None:
+                name = await self.tenant_name(conn, tenant_id) or ""
+                await directory.invite(
+                    conn,
+                    tenant_id=tenant_id,
+                    tenant_name=name,
+                    email=email,
+                    role=role,
+                    inviter_id=ctx.user_id,
+                    locale=ctx.locale,
+                )
+                await self._audit(conn, ctx, "member.invited", email, {"tenant_id": tenant_id, "role": role})
+                result = {"email": email, "role": role, "status": "invited"}
+            else:
+                if await self.role_of(conn, tenant_id, user_id) is not None:
+                    raise Conflict("tenancy.already_member", params={"email": email})
+                await self._insert_member(conn, tenant_id, user_id, role, ctx.user_id)
+                await self.rbac.bump(conn, tenant_id)
+                await self._audit(conn, ctx, "member.added", user_id, {"tenant_id": tenant_id, "role": role})
+                result = {"user_id": user_id, "email": email, "role": role, "status": "added"}
+        if result["status"] == "invited":
+            directory.mail_committed()
+        return result
+
+    async def change_role(self, ctx: RequestContext, tenant_id: str, user_id: str, role: str) -> dict[str, Any]:
+        scoped = await self._in_tenant(ctx, tenant_id, "admin", "members")
+        async with self.db.transaction() as conn:
+            current = await self.role_of(conn, tenant_id, user_id)
+            if current is None:
+                raise NotFound("tenancy.member_not_found")
+            if not await self.rbac.role_exists(conn, tenant_id, role):
+                raise BadRequest("rbac.role_not_found", params={"name": role})
+            await self._check_owner_change(conn, scoped, tenant_id, current, role)
+            if current == "owner" and role != "owner":
+                await self._keep_an_owner(conn, tenant_id)
+            await conn.execute(
+                "UPDATE apprun_memberships SET role = $3, updated_at = $4 WHERE tenant_id = $1 AND user_id = $2",
+                tenant_id,
+                user_id,
+                role,
+                utcnow(),
+            )
+            await self.rbac.bump(conn, tenant_id)
+            await self._audit(
+                conn, ctx, "member.role_changed", user_id, {"tenant_id": tenant_id, "from": current, "to": role}
+            )
+        return {"user_id": user_id, "role": role}
+
+    async def remove_member(self, ctx: RequestContext, tenant_id: str, user_id: str) -> None:
+        if user_id == ctx.user_id:
+            await self.leave(ctx, tenant_id)
+            return
+        scoped = await self._in_tenant(ctx, tenant_id, "admin", "members")
+        async with self.db.transaction() as conn:
+            current = await self.role_of(conn, tenant_id, user_id)
+            if current is None:
+                raise NotFound("tenancy.member_not_found")
+            await self._check_owner_change(conn, scoped, tenant_id, current, None)
+            await self._remove(conn, ctx, tenant_id, user_id, current)
+
+    async def leave(self, ctx: RequestContext, tenant_id: str) -> None:
+        user = self._user(ctx)
+        async with self.db.transaction() as conn:
+            current = await self.role_of(conn, tenant_id, user)
+            if current is None:
+                raise NotFound("tenancy.tenant_not_found")
+            await self._remove(conn, ctx, tenant_id, user, current)
+
+    # --- helpers -------------------------------------------------------
+    async def _remove(self, conn: Connection, ctx: RequestContext, tenant_id: str, user_id: str, role: str) -> None:
+        if role == "owner":
+            await self._keep_an_owner(conn, tenant_id)
+        await conn.execute("DELETE FROM apprun_memberships WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id)
+        await self.rbac.bump(conn, tenant_id)
+        await self._audit(conn, ctx, "member.removed", user_id, {"tenant_id": tenant_id, "role": role})
+
+    async def _insert_member(self, conn: Connection, tenant_id: str, user_id: str, role: str, by: str | None) -> None:
+        now = utcnow()
+        await conn.execute(
+            "INSERT INTO apprun_memberships (tenant_id, user_id, role, added_by, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $5)",
+            tenant_id,
+            user_id,
+            role,
+            by,
+            now,
+        )
+
+    async def _keep_an_owner(self, conn: Connection, tenant_id: str) -> None:
+        owners = await conn.fetchval(
+            "SELECT count(*) FROM apprun_memberships WHERE tenant_id = $1 AND role = 'owner'", tenant_id
+        )
+        if int(owners or 0) <= 1:
+            raise Conflict("tenancy.last_owner")
+
+    async def _check_owner_change(
+        self, conn: Connection, ctx: RequestContext, tenant_id: str, current: str | None, new: str | None
+    ) -> None:
+        """Only owners (or the platform admin) make, unmake or remove owners."""
+        if "owner" not in (current, new):
+            return
+        if ctx.extra.get("platform_admin") or ctx.auth_method == "service":
+            return
+        if await self.role_of(conn, tenant_id, ctx.user_id or "") != "owner":
+            raise Forbidden("tenancy.owner_only")
+
+    async def _in_tenant(self, ctx: RequestContext, tenant_id: str, action: str, obj: str) -> RequestContext:
+        """``ctx`` re-scoped to ``tenant_id``, after checking the caller may act there.
+
+        Non-members get 404 (the tenant's existence is not disclosed);
+        members without the permission get 403.
+        """
+        self._user_or_key(ctx)
+        if ctx.auth_method in ("api_key", "service") and ctx.tenant_id != tenant_id:
+            raise NotFound("tenancy.tenant_not_found")
+        scoped = ctx if ctx.tenant_id == tenant_id else self._rescope(ctx, tenant_id)
+        decision = await self.rbac.authorize(scoped, action, obj)
+        if decision.allowed:
+            return scoped
+        if not decision.roles:
+            raise NotFound("tenancy.tenant_not_found")
+        raise Forbidden("auth.forbidden", details={"action": action, "object": obj, "reason": decision.reason})
+
+    @staticmethod
+    def _rescope(ctx: RequestContext, tenant_id: str) -> RequestContext:
+        extra = {k: v for k, v in ctx.extra.items() if k != POLICY_VERSION}
+        return dataclasses.replace(ctx, tenant_id=tenant_id, roles=(), extra=extra)
+
+    @staticmethod
+    def _user(ctx: RequestContext) -> str:
+        if ctx.user_id is None:
+            raise Unauthorized()
+        return ctx.user_id
+
+    @staticmethod
+    def _user_or_key(ctx: RequestContext) -> None:
+        if ctx.user_id is None and ctx.auth_method not in ("api_key", "service"):
+            raise Unauthorized()
+
+    def _directory(self) -> Directory:
+        if self.directory is None:  # pragma: no cover - wiring error
+            raise RuntimeError("tenancy.directory is not wired")
+        return self.directory
+
+    async def _audit(
+        self, conn: Connection, ctx: RequestContext, action: str, target: str, details: dict[str, Any]
+    ) -> None:
+        if self.directory is not None:
+            await self.directory.audit(conn, ctx, action, target, details)
