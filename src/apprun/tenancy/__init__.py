@@ -1,0 +1,1 @@
+"""tenancy: tenants, memberships and invitations. See docs/auth.md."""
