@@ -27,6 +27,7 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.kernel.config import Settings
+from apprun.kernel.db import Database, create_database
 from apprun.testing.engines import postgres_admin_dsn
 
 
@@ -112,6 +113,21 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
     return make_settings(database_url=database_url)
+
+
+@pytest.fixture
+async def db(settings: Settings, client: Any) -> AsyncIterator[Database]:
+    """The test's database, opened in the test's own event loop.
+
+    The in-process client runs the app in a loop of its own (a portal
+    thread), and an asyncpg pool belongs to one loop: so tests inspect and
+    arrange rows through this separate pool, never through ``app.state``.
+    Depends on ``client`` so the schema is migrated first.
+    """
+    database = create_database(settings)
+    await database.open()
+    yield database
+    await database.close()
 
 
 @pytest.fixture

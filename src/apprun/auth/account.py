@@ -3,20 +3,21 @@
 Password reset never says whether an email is known: ``recover`` answers
 the same 202 either way and only mails known, enabled users. A reset or a
 password change revokes the user's other sessions (all of them for a reset).
-One-time tokens are stored hashed, single-use and short-lived.
+One-time tokens are stored hashed, single-use and short-lived; a new
+password (reset or change) also retires every reset link still unused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
 from apprun.auth import audit
 from apprun.auth.mailer import MailDelivery
 from apprun.auth.opaque import hash_token, new_token
 from apprun.auth.passwords import PasswordPolicy, Passwords
 from apprun.auth.sessions import Sessions
-from apprun.auth.users import dump_data, user_by_email, user_by_id, user_view
+from apprun.auth.users import dump_data, normalize_email, user_by_email, user_by_id, user_view
 from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection, Database
@@ -26,7 +27,7 @@ from apprun.kernel.ids import new_id
 from apprun.kernel.times import to_datetime, utcnow
 from apprun.rbac.service import Rbac
 
-__all__ = ["Account", "create_one_time_token"]
+__all__ = ["Account", "create_one_time_token", "use_one_time_token", "void_recover_tokens"]
 
 RECOVER_TTL = 3600
 INVITE_TTL = 7 * 86400
@@ -73,8 +74,31 @@ async def use_one_time_token(conn: Connection, kind: str, token: str) -> Any:
     expires = to_datetime(row["expires_at"]) if row else None
     if row is None or row["used_at"] is not None or expires is None or expires <= utcnow():
         raise BadRequest("auth.invalid_token_link")
-    await conn.execute("UPDATE apprun_one_time_tokens SET used_at = $2 WHERE id = $1", row["id"], utcnow())
+    # Conditional, so that of two concurrent uses (PostgreSQL reads committed
+    # rows, both see it unused) only the one whose update lands wins.
+    claimed = await conn.execute(
+        "UPDATE apprun_one_time_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL", row["id"], utcnow()
+    )
+    if claimed != 1:
+        raise BadRequest("auth.invalid_token_link")
     return row
+
+
+async def void_recover_tokens(conn: Connection, user_id: str) -> None:
+    """Retire the user's unused reset links: the password they were for has changed."""
+    await conn.execute(
+        "UPDATE apprun_one_time_tokens SET used_at = $2 WHERE user_id = $1 AND kind = 'recover' AND used_at IS NULL",
+        user_id,
+        utcnow(),
+    )
+
+
+class Lockout(Protocol):
+    """The sign-in failure counter (the auth service), shared with password changes."""
+
+    async def check_lockout(self, email: str) -> None: ...
+
+    async def count_failure(self, email: str) -> None: ...
 
 
 class Account:
@@ -88,6 +112,7 @@ class Account:
         sessions: Sessions,
         mail: MailDelivery,
         rbac: Rbac,
+        lockout: Lockout | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -96,6 +121,7 @@ class Account:
         self.sessions = sessions
         self.mail = mail
         self.rbac = rbac
+        self.lockout = lockout
 
     def _link(self, path: str, token: str) -> str:
         return f"{self.settings.auth_site_url.rstrip('/')}{path}?token={token}"
@@ -124,7 +150,10 @@ class Account:
             name = changes["name"]
             if name is not None and (not isinstance(name, str) or len(name) > 200):
                 raise BadRequest("request.invalid", details={"field": "name"})
-            args.append(name)
+            # Cleaned as at sign-up: the name goes into mail headers (an
+            # invitation's subject), where a CR or LF must never arrive.
+            cleaned = " ".join(name.split()) if isinstance(name, str) else None
+            args.append(cleaned or None)
             sets.append(f"name = ${len(args)}")
         if "locale" in changes:
             locale = changes["locale"]
@@ -148,8 +177,13 @@ class Account:
             row = await user_by_id(conn, user)
         if row is None:
             raise Unauthorized("auth.session_revoked")
+        # A stolen access token must not buy unlimited guesses at the password.
+        if self.lockout is not None:
+            await self.lockout.check_lockout(row["email"])
         check = await self.passwords.verify(row["password_hash"], current)
         if not check.ok:
+            if self.lockout is not None:
+                await self.lockout.count_failure(row["email"])
             raise BadRequest("auth.invalid_credentials")
         self.policy.check(new, row["email"])
         new_hash = await self.passwords.hash(new)
@@ -158,12 +192,16 @@ class Account:
                 "UPDATE apprun_users SET password_hash = $2, updated_at = $3 WHERE id = $1", user, new_hash, utcnow()
             )
             await self.sessions.revoke_all(conn, user, "password_changed", except_session=ctx.session_id)
+            await void_recover_tokens(conn, user)
             await audit.record(conn, "password.changed", ctx=ctx, target=user)
 
     async def recover(self, ctx: RequestContext, email: str) -> None:
         """Mail a reset link to a known user; the answer is the same for unknown ones."""
         self.mail.ensure_available()
-        address = email.strip().lower()[:320]
+        try:  # the same normalisation as sign-up, or a registered address would not be found
+            address = normalize_email(email)
+        except BadRequest:  # not even an address: answered like any unknown one
+            address = email.strip().lower()[:320]
         async with self.db.transaction() as conn:
             row = await user_by_email(conn, address)
             if row is not None and row["disabled_at"] is None:
@@ -203,6 +241,7 @@ class Account:
                 now,
             )
             await self.sessions.revoke_all(conn, row["user_id"], "password_reset")
+            await void_recover_tokens(conn, row["user_id"])
             await audit.record(conn, "password.reset", ctx=ctx, actor_id=row["user_id"], target=row["email"])
 
     async def verify(self, ctx: RequestContext, token: str) -> None:

@@ -130,6 +130,7 @@ class AuthController(Controller):
     async def change_password(
         self, request: Request[Any, Any, Any], state: State, data: JSONBody[PasswordChange]
     ) -> None:
+        await _auth(state).limit_ip(_client(request), "password")
         await _account(state).change_password(ctx_of(request), data.current_password, data.new_password)
 
     @post("/recover", status_code=HTTP_202_ACCEPTED, summary="Mail a password-reset link (same answer for any email)")
@@ -152,6 +153,7 @@ class AuthController(Controller):
 
     @post("/verify/resend", status_code=HTTP_202_ACCEPTED, summary="Mail the verification link again")
     async def resend(self, request: Request[Any, Any, Any], state: State) -> dict[str, str]:
+        await _auth(state).limit_ip(_client(request), "resend")
         await _account(state).resend_verification(ctx_of(request))
         return {"status": "accepted"}
 

@@ -77,8 +77,8 @@ class Authenticator:
         authorization = headers.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         bearer = credential.strip() if scheme.lower() == "bearer" else None
-        if authorization and bearer is None:
-            raise invalid_token(description="only Bearer credentials are accepted")
+        if authorization and not bearer:
+            raise invalid_token(description="expected `Authorization: Bearer <token>`")
         apikey = headers.get("apikey")
         if (bearer and bearer.startswith(KEY_PREFIX)) or (not bearer and apikey and apikey.startswith(KEY_PREFIX)):
             await self._api_key(ctx, bearer or apikey or "")
@@ -141,7 +141,7 @@ class Authenticator:
         mapped = await self.mapper.map(identity)
         ctx.user_id = mapped.user_id
         ctx.tenant_id = mapped.tenant_id
-        ctx.roles = tuple(identity.roles)
+        ctx.roles = (mapped.role,) if mapped.role else ()
         ctx.auth_method = method  # type: ignore[assignment]
         if mapped.platform_admin:
             ctx.extra[PLATFORM_ADMIN] = True

@@ -1,28 +1,40 @@
 """Identities from elsewhere: any OIDC issuer, and Ory Kratos sessions.
 
 **OIDC.** A bearer JWT whose ``iss`` is ``AUTH_OIDC_ISSUER`` is verified
-against the issuer's JWKS (``AUTH_OIDC_JWKS_URL``, fetched and cached, and
-fetched again when an unknown ``kid`` shows up), with asymmetric algorithms
-only and the configured audience. Its claims name the user (``sub``,
-``email``), the tenant (``AUTH_OIDC_TENANT_CLAIM``) and the roles
-(``AUTH_OIDC_ROLES_CLAIM``).
+against the issuer's JWKS (``AUTH_OIDC_JWKS_URL``), with asymmetric
+algorithms only and the configured audience. The JWKS is cached for
+``max_age`` (10 min) so a key the issuer withdraws stops working, and fetched
+again early when an unknown ``kid`` shows up (rotation) — at most once per
+``refresh_interval`` (30 s), so random kids cannot turn every request into a
+fetch. Its claims name the user (``sub``, ``email``), the tenant
+(``AUTH_OIDC_TENANT_CLAIM``) and the roles (``AUTH_OIDC_ROLES_CLAIM``).
 
 **Kratos.** A Kratos session — the ``X-Session-Token`` header or the
 ``ory_kratos_session`` cookie — is checked against Kratos's
-``GET /sessions/whoami``; the identity's traits ``email``, ``tenant_id`` and
-``roles`` (or ``metadata_public.roles``) are mapped the same way.
+``GET /sessions/whoami`` (answers cached for up to 30 s, never past the
+session's ``expires_at``). The user is the identity's ``traits.email``
+(verified when a verified ``verifiable_addresses`` entry is that address);
+the tenant and roles are ``metadata_public.tenant_id`` and
+``metadata_public.roles``. Never the traits: Kratos lets every user edit
+their own traits through the settings flow, while ``metadata_public`` is
+written only through the admin API.
 
 Mapping: the external identity is linked to an apprun user (created on first
 sight; an existing user with the same email is linked only when the issuer
 says the email is verified, otherwise the request is refused — linking an
 unverified address would let anyone claim an account). The tenant named by
 the identity must exist; the membership is created or its role updated to
-the issuer's — the issuer is the authority for these users.
+the issuer's first role that exists in the tenant — the issuer is the
+authority for these users. An identity that names a tenant but no roles
+joins as ``member`` and leaves an existing membership's role as it is
+(silence is not a demotion). Mappings are cached per identity for 10 s; a
+changed claim (another role, another tenant) is mapped again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import time
 from dataclasses import dataclass
@@ -63,6 +75,23 @@ class MappedIdentity:
     user_id: str
     tenant_id: str | None
     platform_admin: bool
+    #: The role actually held in ``tenant_id`` (not necessarily the one claimed).
+    role: str | None = None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    """An RFC 3339 time from Kratos as an aware datetime (None when absent or unreadable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def _roles(value: Any) -> tuple[str, ...]:
@@ -87,6 +116,8 @@ class OidcVerifier:
         roles_claim: str,
         leeway: int,
         provider: str | None = None,
+        refresh_interval: float = 30.0,
+        max_age: float = 600.0,
     ) -> None:
         self.issuer = issuer
         self.jwks_url = jwks_url
@@ -96,8 +127,10 @@ class OidcVerifier:
         self.roles_claim = roles_claim
         self.leeway = min(leeway, MAX_LEEWAY)
         self.provider = provider or f"oidc:{issuer}"
+        self.refresh_interval = refresh_interval
+        self.max_age = max_age
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = 0.0
+        self._fetched_at: float | None = None  # monotonic time of the last good fetch
         self._lock = asyncio.Lock()
 
     def claims_issuer(self, token: str) -> str | None:
@@ -109,13 +142,26 @@ class OidcVerifier:
         iss = claims.get("iss")
         return iss if isinstance(iss, str) else None
 
+    def _age(self) -> float | None:
+        return None if self._fetched_at is None else time.monotonic() - self._fetched_at
+
+    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid:
+            return self._keys.get(kid)
+        # A token without kid is accepted only when the issuer publishes a single key.
+        return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+
     async def _key(self, kid: str | None) -> jwt.PyJWK:
-        if kid in self._keys:
-            return self._keys[kid]
+        age = self._age()
+        key = self._lookup(kid)
+        if key is not None and age is not None and age <= self.max_age:
+            return key
         async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at > 30:
+            age = self._age()  # another request may have fetched while this one waited
+            stale = age is None or age > self.max_age
+            if stale or (self._lookup(kid) is None and age is not None and age > self.refresh_interval):
                 await self._fetch()
-        key = self._keys.get(kid) if kid else (next(iter(self._keys.values())) if len(self._keys) == 1 else None)
+        key = self._lookup(kid)
         if key is None:
             raise invalid_token(description="unknown signing key")
         return key
@@ -126,16 +172,25 @@ class OidcVerifier:
                 reply = await client.get(self.jwks_url)
                 reply.raise_for_status()
                 data = reply.json()
+            entries = data.get("keys") if isinstance(data, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError("the JWKS has no list of keys")
         except (httpx.HTTPError, ValueError) as exc:
             _log.warning("jwks_fetch_failed", url=self.jwks_url, error=str(exc))
+            if self._keys:
+                # Availability over freshness while the issuer is down: the keys last
+                # seen stay in use, and the next attempt waits a refresh interval.
+                self._fetched_at = time.monotonic() - max(self.max_age - self.refresh_interval, 0.0)
+                return
             raise ServiceUnavailable("auth.identity_provider_unavailable") from exc
         keys: dict[str, jwt.PyJWK] = {}
-        for entry in data.get("keys", []):
-            if entry.get("use", "sig") != "sig":
+        for entry in entries:
+            # Public signature keys only: a shared secret (kty=oct) is never a verification key here.
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
                 continue
             try:
                 keys[entry.get("kid") or ""] = jwt.PyJWK.from_dict(entry)
-            except jwt.PyJWTError:
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError):
                 continue
         self._keys = keys
         self._fetched_at = time.monotonic()
@@ -179,7 +234,7 @@ class OidcVerifier:
 
 
 class KratosClient:
-    """Checks Kratos sessions with ``/sessions/whoami`` (cached briefly)."""
+    """Checks Kratos sessions with ``/sessions/whoami`` (cached briefly: a revoked session lives on that long)."""
 
     def __init__(self, public_url: str, cache_seconds: float = 30.0) -> None:
         self.public_url = public_url.rstrip("/")
@@ -210,25 +265,39 @@ class KratosClient:
             session = reply.json()
         except ValueError as exc:
             raise ServiceUnavailable("auth.identity_provider_unavailable") from exc
+        if not isinstance(session, dict):
+            raise ServiceUnavailable("auth.identity_provider_unavailable")
         identity = self._identity(session)
+        ttl = self.cache_seconds
+        expires = _timestamp(session.get("expires_at"))
+        if expires is not None:
+            ttl = min(ttl, (expires - utcnow()).total_seconds())
+            if ttl <= 0:
+                raise invalid_token(description="the Kratos session has expired")
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (time.monotonic() + self.cache_seconds, identity)
+        self._cache[key] = (time.monotonic() + ttl, identity)
         return identity
 
     @staticmethod
     def _identity(session: dict[str, Any]) -> ExternalIdentity:
-        if not session.get("active", False):
+        if session.get("active") is not True:
             raise invalid_token(description="the Kratos session is not active")
-        ident = session.get("identity") or {}
-        traits = ident.get("traits") or {}
-        public = ident.get("metadata_public") or {}
+        ident = _mapping(session.get("identity"))
+        traits = _mapping(ident.get("traits"))
+        # Tenant and roles only from metadata_public: a user can rewrite their own traits.
+        public = _mapping(ident.get("metadata_public"))
         email = traits.get("email")
-        verified = any(
-            a.get("verified") is True and a.get("value") == email for a in ident.get("verifiable_addresses") or []
+        addresses = ident.get("verifiable_addresses")
+        verified = isinstance(email, str) and any(
+            isinstance(a, dict)
+            and a.get("verified") is True
+            and isinstance(a.get("value"), str)
+            and a["value"].strip().lower() == email.strip().lower()  # Kratos stores addresses lower-cased
+            for a in (addresses if isinstance(addresses, list) else [])
         )
-        roles = _roles(traits.get("roles")) or _roles(public.get("roles"))
-        tenant = traits.get("tenant_id") or public.get("tenant_id")
+        roles = _roles(public.get("roles"))
+        tenant = public.get("tenant_id")
         if not ident.get("id"):
             raise invalid_token(description="the Kratos session has no identity")
         return ExternalIdentity(
@@ -250,20 +319,32 @@ class IdentityMapper:
         self.tenancy = tenancy
         self.rbac = rbac
         self.cache_seconds = cache_seconds
-        self._cache: dict[ExternalIdentity, tuple[float, MappedIdentity]] = {}
+        # Keyed by who, holding what was last synced: a hit needs the very same claims.
+        # (Keyed by the claims alone, viewer -> member -> viewer would find the first
+        # mapping still cached and skip re-syncing the membership back to viewer.)
+        self._cache: dict[tuple[str, str], tuple[float, ExternalIdentity, MappedIdentity]] = {}
 
     async def map(self, identity: ExternalIdentity) -> MappedIdentity:
-        hit = self._cache.get(identity)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        who = (identity.provider, identity.subject)
+        hit = self._cache.get(who)
+        if hit is not None and hit[0] > time.monotonic() and hit[1] == identity:
+            return hit[2]
         async with self.db.transaction() as conn:
             mapped = await self.map_in(conn, identity)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[identity] = (time.monotonic() + self.cache_seconds, mapped)
+        self._cache[who] = (time.monotonic() + self.cache_seconds, identity, mapped)
         return mapped
 
     async def map_in(self, conn: Connection, identity: ExternalIdentity) -> MappedIdentity:
+        if conn.dialect == "postgres":
+            # A client's parallel first requests would each insert the same user or
+            # membership (unique violation, 500): one identity is mapped at a time.
+            # SQLite needs nothing: its write transactions are serialized already.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"apprun.identity:{identity.provider}:{identity.subject}",
+            )
         user_id = await self._user(conn, identity)
         row = await conn.fetchrow("SELECT disabled_at, is_platform_admin FROM apprun_users WHERE id = $1", user_id)
         if row is None or row["disabled_at"] is not None:
@@ -272,15 +353,19 @@ class IdentityMapper:
         if tenant_id is not None:
             if await self.tenancy.tenant_name(conn, tenant_id) is None:
                 raise Forbidden("auth.unknown_tenant")
-            role = await self._role(conn, tenant_id, identity.roles)
-            await self.tenancy.sync_membership(conn, tenant_id, user_id, role)
+            if identity.roles:
+                role = await self._role(conn, tenant_id, identity.roles)
+                await self.tenancy.sync_membership(conn, tenant_id, user_id, role)
+            elif await self.tenancy.role_of(conn, tenant_id, user_id) is None:
+                await self.tenancy.sync_membership(conn, tenant_id, user_id, "member")
         else:
             tenant_id = await self.tenancy.first_tenant_of(conn, user_id)
-        return MappedIdentity(user_id=user_id, tenant_id=tenant_id, platform_admin=bool(row["is_platform_admin"]))
+        held = await self.tenancy.role_of(conn, tenant_id, user_id) if tenant_id else None
+        return MappedIdentity(
+            user_id=user_id, tenant_id=tenant_id, platform_admin=bool(row["is_platform_admin"]), role=held
+        )
 
     async def _role(self, conn: Connection, tenant_id: str, roles: tuple[str, ...]) -> str:
-        if not roles:
-            return "member"
         for role in roles:
             if await self.rbac.role_exists(conn, tenant_id, role):
                 return role

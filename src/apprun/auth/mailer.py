@@ -7,7 +7,9 @@ the commit, `MailDelivery.flush` hands pending rows to the configured
 backend:
 
 - ``smtp``: aiosmtplib to ``SMTP_HOST`` (STARTTLS by default); a failure is
-  recorded on the row and retried by the background loop.
+  recorded on the row and retried by the background loop, except a
+  permanent one (the server refused the recipient or the message with a
+  5xx): that row keeps its ``rejected: …`` error and is not tried again.
 - ``log`` (development only): the message, link included, is written to the
   log and marked sent — never allowed with ``APPRUN_ENV=prod``.
 - ``none``: nothing can be sent; flows that need mail answer 503
@@ -15,6 +17,14 @@ backend:
 
 Subjects and bodies come from the i18n catalogs (``mail.<kind>.subject`` /
 ``.body``) in the recipient's locale.
+
+Several workers (and instances) share the outbox, so a row is *claimed*
+before it is sent: a conditional update sets ``claimed_at``, and only the
+worker whose update lands sends it. A claim that is never settled (the
+worker died mid-send) lapses after `_CLAIM_LEASE` and the row is sent again:
+delivery is at least once, never twice while the sender lives. Fresh mail
+goes before retries, so failing rows cannot hold up new ones, and an
+unreachable server ends the batch instead of being tried once per row.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 
 import aiosmtplib
@@ -40,6 +50,15 @@ __all__ = ["MailDelivery"]
 
 _log = get_logger("apprun.mail")
 _RETRY_WINDOW_HOURS = 24
+_BATCH = 100
+#: ``error`` prefix of a permanent failure, which is not retried.
+_REJECTED = "rejected: "
+#: How long a claim holds; far above the 10 s send timeout.
+_CLAIM_LEASE = dt.timedelta(minutes=5)
+
+
+class _Unreachable(Exception):
+    """The SMTP server could not be reached: the rest of the batch would fail too."""
 
 
 class MailDelivery:
@@ -59,6 +78,9 @@ class MailDelivery:
     async def queue(self, conn: Connection, *, to: str, kind: str, locale: str, params: dict[str, Any]) -> None:
         """Write one localized message into the outbox, in the caller's transaction."""
         self.ensure_available()
+        # Stored locales come in either spelling (``zh_CN`` from a request,
+        # ``zh-CN`` as clients write it); the catalogs know only one.
+        locale = self.translator.negotiate(locale)
         subject = self.translator.gettext(f"mail.{kind}.subject", locale, params)
         body = self.translator.gettext(f"mail.{kind}.body", locale, params)
         await conn.execute(
@@ -91,38 +113,83 @@ class MailDelivery:
         if self.backend == "none":
             return 0
         async with self._flush_lock:
-            since = utcnow() - dt.timedelta(hours=_RETRY_WINDOW_HOURS)
+            now = utcnow()
             async with self.db.read() as conn:
                 rows = await conn.fetch(
                     "SELECT id, recipient, subject, body, kind FROM apprun_mail_outbox "
-                    "WHERE sent_at IS NULL AND created_at > $1 ORDER BY created_at LIMIT 100",
-                    since,
+                    "WHERE created_at > $1 AND sent_at IS NULL AND (error IS NULL OR error NOT LIKE $2) "
+                    "AND (claimed_at IS NULL OR claimed_at < $3) "
+                    "ORDER BY CASE WHEN error IS NULL THEN 0 ELSE 1 END, created_at LIMIT $4",
+                    now - dt.timedelta(hours=_RETRY_WINDOW_HOURS),
+                    _REJECTED + "%",
+                    now - _CLAIM_LEASE,
+                    _BATCH,
                 )
             sent = 0
             for row in rows:
-                error = await self._deliver(row["recipient"], row["subject"], row["body"], row["kind"])
-                async with self.db.transaction() as conn:
-                    if error is None:
-                        await conn.execute(
-                            "UPDATE apprun_mail_outbox SET sent_at = $2, error = NULL WHERE id = $1",
-                            row["id"],
-                            utcnow(),
-                        )
-                        sent += 1
-                    else:
-                        await conn.execute("UPDATE apprun_mail_outbox SET error = $2 WHERE id = $1", row["id"], error)
+                if not await self._claim(row["id"]):
+                    continue  # another worker has it
+                try:
+                    error = await self._deliver(row["id"], row["recipient"], row["subject"], row["body"], row["kind"])
+                except _Unreachable as exc:
+                    await self._settle(row["id"], str(exc))
+                    break
+                await self._settle(row["id"], error)
+                if error is None:
+                    sent += 1
             return sent
 
-    async def _deliver(self, to: str, subject: str, body: str, kind: str) -> str | None:
-        if self.backend == "log":
-            _log.info("mail_logged", to=to, subject=subject, kind=kind, body=body)
-            return None
-        message = EmailMessage()
+    async def _claim(self, mail_id: str) -> bool:
+        async with self.db.transaction() as conn:
+            now = utcnow()
+            claimed = await conn.execute(
+                "UPDATE apprun_mail_outbox SET claimed_at = $2 "
+                "WHERE id = $1 AND sent_at IS NULL AND (claimed_at IS NULL OR claimed_at < $3)",
+                mail_id,
+                now,
+                now - _CLAIM_LEASE,
+            )
+        return claimed == 1
+
+    async def _settle(self, mail_id: str, error: str | None) -> None:
+        async with self.db.transaction() as conn:
+            if error is None:
+                await conn.execute(
+                    "UPDATE apprun_mail_outbox SET sent_at = $2, error = NULL, claimed_at = NULL WHERE id = $1",
+                    mail_id,
+                    utcnow(),
+                )
+            else:
+                await conn.execute(
+                    "UPDATE apprun_mail_outbox SET error = $2, claimed_at = NULL WHERE id = $1", mail_id, error[:500]
+                )
+
+    def _message(self, mail_id: str, to: str, subject: str, body: str) -> EmailMessage:
         name, address = parseaddr(self.settings.mail_from)
+        domain = address.rpartition("@")[2] or "apprun.invalid"
+        message = EmailMessage()
         message["From"] = formataddr((name, address))
         message["To"] = to
         message["Subject"] = subject
+        # RFC 5322 requires a Date; a Message-ID derived from the row lets a
+        # recipient recognise a retried copy; Auto-Submitted (RFC 3834) keeps
+        # vacation responders quiet.
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = f"<{mail_id}@{domain}>"
+        message["Auto-Submitted"] = "auto-generated"
         message.set_content(body)
+        return message
+
+    async def _deliver(self, mail_id: str, to: str, subject: str, body: str, kind: str) -> str | None:
+        """None once sent, else the error to keep on the row; raises `_Unreachable`."""
+        if self.backend == "log":
+            _log.info("mail_logged", to=to, subject=subject, kind=kind, body=body)
+            return None
+        try:
+            message = self._message(mail_id, to, subject, body)
+        except ValueError as exc:  # a header the email package refuses (a CR/LF in it): no retry helps
+            _log.warning("mail_invalid", to=to, kind=kind, error=str(exc))
+            return f"{_REJECTED}invalid message: {exc}"
         s = self.settings
         try:
             await aiosmtplib.send(
@@ -135,9 +202,14 @@ class MailDelivery:
                 use_tls=s.smtp_tls,
                 timeout=10,
             )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            _log.warning("mail_failed", to=to, kind=kind, error=f"{type(exc).__name__}: {exc}")
-            return f"{type(exc).__name__}: {exc}"[:500]
+        except aiosmtplib.SMTPConnectError as exc:  # refused, timed out or unresolvable: the server is away
+            error = f"{type(exc).__name__}: {exc}"
+            _log.warning("mail_failed", to=to, kind=kind, error=error)
+            raise _Unreachable(error) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:  # this message failed; the next may not
+            error = f"{type(exc).__name__}: {exc}"
+            _log.warning("mail_failed", to=to, kind=kind, error=error)
+            return _REJECTED + error if isinstance(exc, aiosmtplib.SMTPException) and _permanent(exc) else error
         _log.info("mail_sent", to=to, kind=kind)
         return None
 
@@ -145,10 +217,16 @@ class MailDelivery:
         """Background loop: retry what failed (SMTP down, say) until it goes out."""
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await self.flush()
+            await self._flush_quietly()
 
     async def close(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
+
+
+def _permanent(exc: aiosmtplib.SMTPException) -> bool:
+    """A 5xx refusal of this recipient or this message (not of our login or sender: configuration)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(r.code >= 500 for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError) and exc.code >= 500

@@ -92,7 +92,8 @@ def _limiter(runtime: Runtime) -> RateLimiter:
 
     # Optional: without Redis the limits fail open (logged), the service still answers.
     runtime.health.register("redis", check_redis, required=False)
-    return RedisRateLimiter(client)
+    # Every worker and instance of one deployment counts under the same prefix.
+    return RedisRateLimiter(client, prefix=f"{s.redis_prefix}:rl:")
 
 
 def _oauth_providers(raw: str) -> list[OAuthProvider]:
@@ -130,7 +131,9 @@ def build_auth(runtime: Runtime, tenancy: Tenancy, rbac: Rbac) -> AuthModule:
     api_keys = ApiKeys(db, rbac)
     rbac.add_source(api_keys)
     auth = Auth(s, db, passwords=passwords, sessions=sessions, tenancy=tenancy, rbac=rbac, mail=mail, limiter=limiter)
-    account = Account(s, db, passwords=passwords, policy=auth.policy, sessions=sessions, mail=mail, rbac=rbac)
+    account = Account(
+        s, db, passwords=passwords, policy=auth.policy, sessions=sessions, mail=mail, rbac=rbac, lockout=auth
+    )
     tenancy.directory = account
     admin = Admin(db, passwords=passwords, policy=auth.policy, sessions=sessions, tenancy=tenancy, rbac=rbac)
     mapper = IdentityMapper(db, tenancy, rbac)

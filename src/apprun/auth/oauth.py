@@ -15,6 +15,13 @@ a user as the OIDC bridge does, and opens a session. The tokens go to
 as Supabase does) — only to addresses under ``AUTH_SITE_URL`` or
 ``AUTH_REDIRECT_ALLOWLIST`` — or, without ``redirect_to``, as JSON.
 
+The provider's discovery document must name the configured issuer (OIDC
+Discovery §4.3, against mix-ups); a state is single-use and consumed
+atomically, so two callbacks racing with one state cannot both sign in. The
+client authenticates with ``client_secret_basic``, its id and secret
+form-urlencoded first as RFC 6749 §2.3.1 requires (secrets often hold ``+``
+or ``/``).
+
 authlib supplies the protocol pieces (PKCE challenge, grant URI, token
 generation); the token request itself goes through httpx.
 """
@@ -25,7 +32,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import jwt
@@ -43,11 +50,13 @@ from apprun.kernel.config import Settings
 from apprun.kernel.db import Database
 from apprun.kernel.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from apprun.kernel.http import ctx_of, user_agent
+from apprun.kernel.logging import get_logger
 from apprun.kernel.times import to_datetime, utcnow
 
 __all__ = ["OAuthController", "OAuthLogins", "OAuthProvider"]
 
 STATE_TTL = 600
+_log = get_logger("apprun.auth.oauth")
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class OAuthLogins:
         return provider
 
     def _callback_url(self, name: str) -> str:
-        return f"{self.settings.auth_site_url.rstrip('/')}/auth/oauth/{name}/callback"
+        # apprun's own address, not the application's: the provider calls apprun back.
+        return f"{self.settings.http_public_url.rstrip('/')}/auth/oauth/{name}/callback"
 
     def check_redirect(self, redirect_to: str | None) -> None:
         if redirect_to is None:
@@ -104,10 +114,23 @@ class OAuthLogins:
                 reply = await client.get(url)
                 reply.raise_for_status()
                 meta = reply.json()
+            if not isinstance(meta, dict):
+                raise ValueError("the discovery document is not a JSON object")
+            missing = [
+                k
+                for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+                if not isinstance(meta.get(k), str)
+            ]
+            if missing:
+                raise ValueError(f"the discovery document lacks {', '.join(missing)}")
+            # Only a trailing slash may differ: a document naming another issuer is a mix-up.
+            if meta["issuer"].rstrip("/") != provider.issuer.rstrip("/"):
+                raise ValueError(f"the discovery document names the issuer {meta['issuer']!r}")
         except (httpx.HTTPError, ValueError) as exc:
+            _log.warning("oauth_discovery_failed", provider=provider.name, url=url, error=str(exc))
             raise ServiceUnavailable("auth.identity_provider_unavailable") from exc
         verifier = OidcVerifier(
-            issuer=meta.get("issuer", provider.issuer),
+            issuer=meta["issuer"],
             jwks_url=meta["jwks_uri"],
             audience=provider.client_id,
             email_claim="email",
@@ -156,12 +179,12 @@ class OAuthLogins:
     async def complete(self, name: str, code: str, state: str, client: Client) -> tuple[dict[str, Any], str | None]:
         provider = self._provider(name)
         async with self.db.transaction() as conn:
+            # One statement takes the state: of two callbacks racing with it, one gets the row.
             row = await conn.fetchrow(
-                "SELECT provider, code_verifier, nonce, redirect_to, expires_at "
-                "FROM apprun_oauth_states WHERE state = $1",
+                "DELETE FROM apprun_oauth_states WHERE state = $1 "
+                "RETURNING provider, code_verifier, nonce, redirect_to, expires_at",
                 state,
             )
-            await conn.execute("DELETE FROM apprun_oauth_states WHERE state = $1", state)
         expires = to_datetime(row["expires_at"]) if row else None
         if row is None or row["provider"] != name or expires is None or expires <= utcnow():
             raise BadRequest("auth.invalid_oauth_state")
@@ -175,20 +198,27 @@ class OAuthLogins:
         }
         try:
             async with httpx.AsyncClient(timeout=10.0) as http:
-                if provider.client_secret:  # client_secret_basic
-                    reply = await http.post(
-                        meta.token_endpoint, data=form, auth=(provider.client_id, provider.client_secret)
-                    )
+                if provider.client_secret:  # client_secret_basic, both parts form-urlencoded (RFC 6749 §2.3.1)
+                    basic = (quote(provider.client_id, safe=""), quote(provider.client_secret, safe=""))
+                    reply = await http.post(meta.token_endpoint, data=form, auth=basic)
                 else:  # a public client: PKCE alone
                     reply = await http.post(meta.token_endpoint, data=form)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("auth.identity_provider_unavailable") from exc
         if reply.status_code != 200:
             raise Unauthorized("auth.oauth_exchange_failed", details={"status": reply.status_code})
-        id_token = reply.json().get("id_token")
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        id_token = body.get("id_token") if isinstance(body, dict) else None
         if not isinstance(id_token, str):
             raise Unauthorized("auth.oauth_exchange_failed", details={"reason": "no id_token"})
-        identity = await meta.verifier.verify(id_token)
+        try:
+            identity = await meta.verifier.verify(id_token)
+        except Unauthorized:
+            # Not the caller's bearer token that failed: the provider's answer did.
+            raise Unauthorized("auth.oauth_exchange_failed", details={"reason": "id_token"}) from None
         claims = jwt.decode(id_token, options={"verify_signature": False})  # verified just above
         if claims.get("nonce") != row["nonce"]:
             raise Unauthorized("auth.oauth_exchange_failed", details={"reason": "nonce"})
@@ -199,6 +229,11 @@ class OAuthLogins:
                 conn, mapped.user_id, str(email), mapped.tenant_id, method=f"oauth:{name}"[:20], client=client
             )
         return pair.to_dict(self.auth.access_ttl), row["redirect_to"]
+
+
+def _client(request: Request[Any, Any, Any]) -> Client:
+    ctx = ctx_of(request)
+    return Client(ip=ctx.client_ip, user_agent=user_agent(request), locale=ctx.locale)
 
 
 def _logins(state: State) -> OAuthLogins:
@@ -212,9 +247,16 @@ class OAuthController(Controller):
 
     @get("/{provider:str}/authorize", summary="Start a social login (redirects to the provider)")
     async def authorize(
-        self, state: State, provider: FromPath[str], redirect_to: FromQuery[str | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        provider: FromPath[str],
+        redirect_to: FromQuery[str | None] = None,
     ) -> Redirect:
-        return Redirect(await _logins(state).authorize_url(provider, redirect_to), status_code=302)
+        logins = _logins(state)
+        # Anonymous, and each call stores a state row: it shares the auth endpoints' per-IP budget.
+        await logins.auth.limit_ip(_client(request), "oauth_authorize")
+        return Redirect(await logins.authorize_url(provider, redirect_to), status_code=302)
 
     @get("/{provider:str}/callback", summary="Where the provider sends the browser back")
     async def callback(
@@ -229,9 +271,9 @@ class OAuthController(Controller):
         oauth_state = request.query_params.get("state")
         if error or not code or not oauth_state:
             raise BadRequest("auth.oauth_exchange_failed", details={"error": error})
-        ctx = ctx_of(request)
-        client = Client(ip=ctx.client_ip, user_agent=user_agent(request), locale=ctx.locale)
-        tokens, redirect_to = await _logins(state).complete(provider, code, oauth_state, client)
+        logins, client = _logins(state), _client(request)
+        await logins.auth.limit_ip(client, "oauth_callback")
+        tokens, redirect_to = await logins.complete(provider, code, oauth_state, client)
         if redirect_to:
             fragment = urlencode({k: v for k, v in tokens.items() if isinstance(v, str | int)})
             return Redirect(f"{redirect_to}#{fragment}", status_code=302)

@@ -27,7 +27,16 @@ from apprun.auth.users import insert_user, normalize_email, user_by_email, user_
 from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection, Database, Row
-from apprun.kernel.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from apprun.kernel.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    UniqueViolation,
+)
+from apprun.kernel.i18n import to_bcp47
 from apprun.kernel.ratelimit import Limit, RateLimiter, enforce
 from apprun.kernel.times import to_datetime, utcnow
 from apprun.rbac.service import Rbac
@@ -75,9 +84,31 @@ class Auth:
         return self.settings.auth_access_ttl
 
     # --- limits ----------------------------------------------------------
-    async def limit_ip(self, client: Client, bucket: str) -> None:
-        """Count one auth request from this client address (429 past the limit)."""
-        await enforce(self.limiter, f"auth:{bucket}:ip:{client.ip or 'unknown'}", self.ip_limit)
+    async def limit_ip(self, client: Client, endpoint: str) -> None:
+        """Count one auth request from this client address (429 past the limit).
+
+        One budget covers every auth endpoint (``endpoint`` is for the log), so
+        probing with register, recover and login together gets no extra tries.
+        """
+        del endpoint
+        await enforce(self.limiter, f"auth:ip:{client.ip or 'unknown'}", self.ip_limit)
+
+    async def count_failure(self, email: str) -> None:
+        """A wrong password for ``email`` (also from a password change): counts toward the lockout."""
+        await self.limiter.hit(self._account_key(email), self.account_limit)
+
+    async def check_lockout(self, email: str) -> None:
+        standing = await self.limiter.peek(self._account_key(email), self.account_limit)
+        if not standing.allowed:
+            raise TooManyRequests(
+                "auth.too_many_attempts",
+                params={"retry_after": standing.retry_after},
+                headers={"Retry-After": str(standing.retry_after)},
+            )
+
+    @staticmethod
+    def _account_key(email: str) -> str:
+        return f"auth:login:account:{hash_token(email)}"
 
     # --- sign-up ---------------------------------------------------------
     async def register(
@@ -97,12 +128,38 @@ class Auth:
         if self.settings.auth_require_email_verification:
             self.mail.ensure_available()
         password_hash = await self.passwords.hash(password)
-        verify_mail = self.mail.backend != "none"
+        # An invitation already proves the address: no verification mail then.
+        verify_mail = self.mail.backend != "none" and not invite_token
+        try:
+            return await self._register(
+                email,
+                password_hash,
+                name=name,
+                invite_token=invite_token,
+                client=client,
+                ctx=ctx,
+                verify_mail=verify_mail,
+            )
+        except UniqueViolation:
+            # Two sign-ups with one address at once: the loser gets what a later one would.
+            raise Conflict("auth.email_taken") from None
+
+    async def _register(
+        self,
+        email: str,
+        password_hash: str,
+        *,
+        name: str | None,
+        invite_token: str | None,
+        client: Client,
+        ctx: RequestContext,
+        verify_mail: bool,
+    ) -> dict[str, Any]:
         async with self.db.transaction() as conn:
             if await user_by_email(conn, email) is not None:
                 raise Conflict("auth.email_taken")
             user_id = await insert_user(
-                conn, email=email, password_hash=password_hash, name=_clean_name(name), locale=client.locale
+                conn, email=email, password_hash=password_hash, name=_clean_name(name), locale=to_bcp47(client.locale)
             )
             if invite_token:
                 tenant_id = await self._accept_invite(conn, invite_token, email, user_id)
@@ -143,7 +200,12 @@ class Auth:
             or invite["tenant_id"] is None
         ):
             raise BadRequest("auth.invalid_invitation")
-        await conn.execute("UPDATE apprun_one_time_tokens SET used_at = $2 WHERE id = $1", invite["id"], utcnow())
+        # Conditional, so two sign-ups racing for one invitation cannot both use it.
+        used = await conn.execute(
+            "UPDATE apprun_one_time_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL", invite["id"], utcnow()
+        )
+        if used != 1:
+            raise BadRequest("auth.invalid_invitation")
         await self.tenancy.add_membership(conn, invite["tenant_id"], user_id, invite["role"], invite["created_by"])
         # Following the link in the invitation proves the address.
         await conn.execute("UPDATE apprun_users SET email_verified_at = $2 WHERE id = $1", user_id, utcnow())
@@ -165,14 +227,8 @@ class Auth:
             email = normalize_email(email)
         except BadRequest:
             email = email.strip().lower()[:320]
-        account_key = f"auth:login:account:{hash_token(email)}"
-        standing = await self.limiter.peek(account_key, self.account_limit)
-        if not standing.allowed:
-            raise TooManyRequests(
-                "auth.too_many_attempts",
-                params={"retry_after": standing.retry_after},
-                headers={"Retry-After": str(standing.retry_after)},
-            )
+        account_key = self._account_key(email)
+        await self.check_lockout(email)
         async with self.db.read() as conn:
             row = await user_by_email(conn, email)
         verification = await self.passwords.verify(row["password_hash"] if row else None, password)

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     http_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     http_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    http_public_url: str = Field(
+        "http://127.0.0.1:8080", description="apprun's own URL as clients reach it (OAuth callbacks)"
+    )
     http_graceful_timeout: int = Field(30, ge=1, description="seconds in-flight requests get on stop")
 
     # --- database ------------------------------------------------------
@@ -140,6 +143,7 @@ class Settings(BaseSettings):
     pubsub_nats_url: str = "nats://127.0.0.1:4222"
     redis_host: str | None = None
     redis_port: int = 6379
+    redis_prefix: str = Field("apprun", description="key prefix, so deployments can share one Redis")
     temporal_host: str | None = None
     storage_backend: Literal["local", "s3"] = "local"
     s3_endpoint: str | None = None
@@ -167,7 +171,9 @@ class Settings(BaseSettings):
     auth_argon2_parallelism: int = Field(1, ge=1)
     auth_signup_enabled: bool = True
     auth_require_email_verification: bool = False
-    auth_site_url: str = Field("http://127.0.0.1:8080", description="base of links in mails")
+    auth_site_url: str = Field(
+        "http://127.0.0.1:8080", description="your application's URL: base of links in mails, default redirect"
+    )
     auth_redirect_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_rate_limit_ip: str = Field("60/60", description="auth requests per IP: count/seconds")
     auth_rate_limit_account: str = Field("10/900", description="failed logins per account: count/seconds")
@@ -217,6 +223,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _smtp_needs_a_host(self) -> Settings:
+        if self.mail_backend == "smtp" and not self.smtp_host:
+            raise ValueError("MAIL_BACKEND=smtp needs SMTP_HOST (and usually SMTP_PORT, SMTP_USER, SMTP_PASSWORD)")
+        return self
 
     @model_validator(mode="after")
     def _database_url_is_usable(self) -> Settings:

@@ -32,6 +32,7 @@ __all__ = [
     "StatementTimeout",
     "TooManyRequests",
     "Unauthorized",
+    "UniqueViolation",
 ]
 
 
@@ -75,8 +76,15 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
+    """401; carries the RFC 6750 challenge unless the raiser gives a more precise one."""
+
     status = 401
     default_code = "auth.unauthorized"
+
+    def __init__(self, code: str | None = None, **kwargs: Any) -> None:
+        headers = dict(kwargs.pop("headers", None) or {})
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="apprun"')
+        super().__init__(code, headers=headers, **kwargs)
 
 
 class Forbidden(ApiError):
@@ -92,6 +100,21 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     default_code = "request.conflict"
+
+
+class UniqueViolation(Conflict):
+    """A unique constraint refused the row (both dialects raise this).
+
+    ``constraint`` names what clashed as the database said it (a constraint
+    name on PostgreSQL, ``table.column`` on SQLite); callers that expect a
+    particular clash catch this and raise their own code.
+    """
+
+    default_code = "request.conflict"
+
+    def __init__(self, constraint: str = "", **kwargs: Any) -> None:
+        self.constraint = constraint
+        super().__init__(**kwargs)
 
 
 class PayloadTooLarge(ApiError):

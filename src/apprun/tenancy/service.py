@@ -107,6 +107,9 @@ class Tenancy:
         current = await self.role_of(conn, tenant_id, user_id)
         if current == role:
             return
+        if current == "owner" and await self._owner_count(conn, tenant_id) <= 1:
+            # The issuer would leave the tenant ownerless: the last owner stays owner.
+            return
         if current is None:
             await self._insert_member(conn, tenant_id, user_id, role, None)
         else:
@@ -326,11 +329,15 @@ class Tenancy:
             now,
         )
 
-    async def _keep_an_owner(self, conn: Connection, tenant_id: str) -> None:
+    @staticmethod
+    async def _owner_count(conn: Connection, tenant_id: str) -> int:
         owners = await conn.fetchval(
             "SELECT count(*) FROM apprun_memberships WHERE tenant_id = $1 AND role = 'owner'", tenant_id
         )
-        if int(owners or 0) <= 1:
+        return int(owners or 0)
+
+    async def _keep_an_owner(self, conn: Connection, tenant_id: str) -> None:
+        if await self._owner_count(conn, tenant_id) <= 1:
             raise Conflict("tenancy.last_owner")
 
     async def _check_owner_change(

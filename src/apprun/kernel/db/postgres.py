@@ -22,7 +22,7 @@ import asyncpg.exceptions as pgerr
 
 from apprun.kernel.config import DatabaseConfig
 from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
-from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
 from apprun.kernel.tracing import db_span
 
 __all__ = ["PostgresDatabase", "translate_pg_error"]
@@ -40,6 +40,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 def translate_pg_error(exc: BaseException) -> Exception | None:
     """The `ApiError` a driver exception stands for, or None to let it propagate."""
+    if isinstance(exc, pgerr.UniqueViolationError):
+        return UniqueViolation(getattr(exc, "constraint_name", "") or "")
     if isinstance(exc, pgerr.QueryCanceledError):
         return StatementTimeout()
     if isinstance(exc, _UNAVAILABLE):

@@ -178,6 +178,8 @@ mail_outbox = sa.Table(
     sa.Column("locale", sa.String(20), nullable=False),
     sa.Column("backend", sa.String(20), nullable=False),
     _ts("created_at", nullable=False),
+    #: Set while one worker sends the row (a lease; see the mailer).
+    _ts("claimed_at"),
     _ts("sent_at"),
     sa.Column("error", sa.Text, nullable=True),
 )

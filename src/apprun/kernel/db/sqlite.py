@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
-from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
 from apprun.kernel.tracing import db_span
 
 __all__ = ["SQLiteDatabase", "to_sqlite_params"]
@@ -59,6 +59,8 @@ _UNAVAILABLE_MARKERS = ("unable to open", "disk i/o error", "no such file")
 
 def _translate(exc: sqlite3.Error) -> Exception | None:
     message = str(exc).lower()
+    if isinstance(exc, sqlite3.IntegrityError) and message.startswith("unique constraint failed"):
+        return UniqueViolation(str(exc).split(":", 1)[-1].strip())
     if isinstance(exc, sqlite3.OperationalError):
         if message == "interrupted":
             return StatementTimeout()

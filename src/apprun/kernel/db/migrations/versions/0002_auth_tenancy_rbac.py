@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("locale", sa.String(length=20), nullable=False),
         sa.Column("backend", sa.String(length=20), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_apprun_mail_outbox")),
