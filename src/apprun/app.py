@@ -21,6 +21,8 @@ from litestar.types import ControllerRouterHandler
 
 from apprun import __version__
 from apprun.auth.module import build_auth
+from apprun.events.module import build_events
+from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError, Settings, load_settings
 from apprun.kernel.http_errors import exception_handlers
 from apprun.kernel.logging import configure_logging
@@ -39,6 +41,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     extra_routes: Sequence[ControllerRouterHandler] = (),
+    subscribers: Sequence[Registry] = (),
     configure_logs: bool = True,
 ) -> Litestar:
     """The apprun application for ``settings`` (read from the environment if None).
@@ -51,12 +54,15 @@ def create_app(
         configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
 
-    # Modules, lowest layer first: rbac <- tenancy <- auth.
+    # Modules, lowest layer first: rbac <- events <- tenancy <- auth.
     rbac = Rbac(runtime.db)
+    events = build_events(runtime, rbac, list(subscribers))
     tenancy = Tenancy(runtime.db, rbac)
     rbac.add_source(tenancy)
     auth = build_auth(runtime, tenancy, rbac)
+    runtime.on_start(events.start)
     runtime.on_start(auth.start)
+    runtime.on_stop(events.stop)
     runtime.on_stop(auth.stop)
 
     @asynccontextmanager
@@ -72,6 +78,7 @@ def create_app(
         route_handlers=[
             *kernel_routes(metrics_enabled=settings.metrics_enabled),
             *auth.routes(),
+            *events.routes(),
             TenantsController,
             RbacController,
             *extra_routes,
@@ -95,7 +102,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.rbac = rbac
     app.state.tenancy = tenancy
-    for name, service in auth.state().items():
+    for name, service in (auth.state() | events.state()).items():
         setattr(app.state, name, service)
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.

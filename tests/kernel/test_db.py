@@ -169,3 +169,31 @@ async def test_full_pool_is_pool_exhausted_not_unavailable(make_settings: Any, d
         assert info.value.code == "db.pool_exhausted"
     finally:
         await database.close()
+
+
+async def test_on_commit_runs_after_commit_and_never_on_rollback(db: Database) -> None:
+    seen: list[str] = []
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 50, "x")
+        conn.on_commit(lambda: seen.append("committed"))
+        assert seen == []  # not before the commit
+    assert seen == ["committed"]
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            conn.on_commit(lambda: seen.append("rolled back"))
+            raise RuntimeError("halfway")
+    assert seen == ["committed"]
+    async with db.read() as conn:  # outside a transaction: at once
+        conn.on_commit(lambda: seen.append("now"))
+    assert seen == ["committed", "now"]
+
+
+async def test_a_failing_commit_hook_does_not_undo_the_commit(db: Database) -> None:
+    def boom() -> None:
+        raise ValueError("hook")
+
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 51, "kept")
+        conn.on_commit(boom)
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT name FROM t WHERE id = 51") == "kept"

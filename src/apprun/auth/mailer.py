@@ -222,7 +222,8 @@ class MailDelivery:
     async def close(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 5)
+                async with asyncio.timeout(5):
+                    await task
 
 
 def _permanent(exc: aiosmtplib.SMTPException) -> bool:

@@ -141,6 +141,15 @@ class Settings(BaseSettings):
     # --- engines of later modules --------------------------------------
     pubsub_backend: Literal["memory", "nats"] = "memory"
     pubsub_nats_url: str = "nats://127.0.0.1:4222"
+    events_retention_days: int = Field(7, ge=1, description="days published events stay in the history")
+    events_relay_batch: int = Field(500, ge=1, le=10_000)
+    events_ack_wait: float = Field(30.0, gt=0, description="seconds a handler may take before redelivery")
+    events_max_deliver: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
+    webhook_timeout: float = Field(10.0, gt=0)
+    webhook_retry_period: int = Field(86400, ge=1, description="seconds a delivery is retried before it is abandoned")
+    webhook_backoff_base: float = Field(10.0, gt=0, description="first retry delay, doubling after")
+    webhook_disable_after: int = Field(5, ge=1, description="abandoned deliveries in a row that switch a webhook off")
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_host: str | None = None
     redis_port: int = 6379
     redis_prefix: str = Field("apprun", description="key prefix, so deployments can share one Redis")
@@ -204,7 +213,9 @@ class Settings(BaseSettings):
     otel_service_name: str = "apprun"
     metrics_enabled: bool = True
 
-    @field_validator("http_cors_origins", "http_trusted_proxies", "auth_redirect_allowlist", mode="before")
+    @field_validator(
+        "http_cors_origins", "http_trusted_proxies", "auth_redirect_allowlist", "webhook_allowlist", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)

@@ -80,7 +80,8 @@ class HealthRegistry:
         start = time.perf_counter()
         failure: BaseException | None = None
         try:
-            message = await asyncio.wait_for(check.fn(), check.timeout)
+            async with asyncio.timeout(check.timeout):
+                message = await check.fn()
             status: Literal["UP", "DOWN"] = "UP"
             text = message or "ok"
         except TimeoutError:

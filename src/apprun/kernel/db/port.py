@@ -12,7 +12,7 @@ statement. Values are always bound, never formatted into the text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -57,6 +57,15 @@ class Connection(Protocol):
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
 
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the current transaction has committed (never on rollback).
+
+        Outside a transaction (a read connection) the callback runs at once.
+        For what must happen only if the change stuck: waking the event relay,
+        flushing mail.
+        """
+        ...
 
 
 class Database(Protocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,9 +23,12 @@ import asyncpg.exceptions as pgerr
 from apprun.kernel.config import DatabaseConfig
 from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
 from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
+from apprun.kernel.logging import get_logger
 from apprun.kernel.tracing import db_span
 
 __all__ = ["PostgresDatabase", "translate_pg_error"]
+
+_log = get_logger("apprun.db")
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, unreachable, reset
@@ -54,8 +57,15 @@ def translate_pg_error(exc: BaseException) -> Exception | None:
 class _PgConnection:
     dialect: Dialect = "postgres"
 
-    def __init__(self, raw: asyncpg.Connection) -> None:
+    def __init__(self, raw: asyncpg.Connection, after_commit: list[Callable[[], None]] | None = None) -> None:
         self._raw = raw
+        self._after_commit = after_commit
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        if self._after_commit is None:
+            callback()
+        else:
+            self._after_commit.append(callback)
 
     async def execute(self, sql: str, *args: Any) -> int:
         with db_span("postgres", sql):
@@ -142,7 +152,8 @@ class PostgresDatabase:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
-                await asyncio.wait_for(pool.close(), 10)
+                async with asyncio.timeout(10):
+                    await pool.close()
             except TimeoutError:
                 pool.terminate()
 
@@ -182,14 +193,20 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
+        callbacks: list[Callable[[], None]] = []
         try:
             async with self._checkout() as raw, raw.transaction():
-                yield _PgConnection(raw)
+                yield _PgConnection(raw, callbacks)
         except (pgerr.PostgresError, pgerr.InterfaceError, OSError, TimeoutError) as exc:
             translated = translate_pg_error(exc)
             if translated is not None:
                 raise translated from exc
             raise
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - the commit stands; a failing hook must not undo the reply
+                _log.exception("on_commit_failed")
 
     async def ping(self) -> float:
         start = time.perf_counter()

@@ -254,3 +254,91 @@ policies = sa.Table(
     sa.ForeignKeyConstraint(["tenant_id", "role"], ["apprun_roles.tenant_id", "apprun_roles.name"], ondelete="CASCADE"),
     sa.UniqueConstraint("tenant_id", "role", "object", "action", "effect"),
 )
+
+# --- events -------------------------------------------------------------
+#: The transactional outbox, and the tenant's event history until pruned.
+event_outbox = sa.Table(
+    "apprun_event_outbox",
+    metadata,
+    _id(primary_key=True),
+    _id("tenant_id", nullable=True),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(500), nullable=True),
+    #: The whole CloudEvent, JSON structured mode.
+    sa.Column("payload", sa.Text, nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("published_at"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index(None, "published_at", "id"),
+    sa.Index(None, "tenant_id", "id"),
+)
+
+#: Which consumer handled which event: the de-duplication of at-least-once delivery.
+event_processed = sa.Table(
+    "apprun_event_processed",
+    metadata,
+    sa.Column("consumer", sa.String(200), primary_key=True),
+    _id("event_id", primary_key=True),
+    _ts("processed_at", nullable=False),
+    sa.Index(None, "processed_at"),
+)
+
+webhooks = sa.Table(
+    "apprun_webhooks",
+    metadata,
+    _id(primary_key=True),
+    _id("tenant_id", nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    #: JSON list of event types; empty means every type.
+    sa.Column("event_types", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    _ts("disabled_at"),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    _id("created_by", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+    sa.Index(None, "tenant_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "apprun_webhook_deliveries",
+    metadata,
+    _id(primary_key=True),
+    _id("webhook_id", nullable=False),
+    _id("tenant_id", nullable=False),
+    _id("event_id", nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    #: pending, succeeded or abandoned.
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=False),
+    _ts("first_attempt_at"),
+    _ts("claimed_at"),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    sa.ForeignKeyConstraint(["webhook_id"], ["apprun_webhooks.id"], ondelete="CASCADE"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "webhook_id", "created_at"),
+)
+
+webhook_attempts = sa.Table(
+    "apprun_webhook_attempts",
+    metadata,
+    _id(primary_key=True),
+    _id("delivery_id", nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    _ts("created_at", nullable=False),
+    sa.ForeignKeyConstraint(["delivery_id"], ["apprun_webhook_deliveries.id"], ondelete="CASCADE"),
+    sa.Index(None, "delivery_id"),
+)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
 from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
+from apprun.kernel.logging import get_logger
 from apprun.kernel.tracing import db_span
 
 __all__ = ["SQLiteDatabase", "to_sqlite_params"]
@@ -41,6 +42,7 @@ sqlite3.register_adapter(datetime.datetime, _adapt_datetime)
 sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 
 T = TypeVar("T")
+_log = get_logger("apprun.db")
 
 # Matches a $n parameter, or a quoted string/identifier to skip.
 _PARAM = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|\$(\d+)""")
@@ -71,6 +73,14 @@ def _translate(exc: sqlite3.Error) -> Exception | None:
     return None
 
 
+def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the commit stands; a failing hook must not undo the reply
+            _log.exception("on_commit_failed")
+
+
 class _SQLiteConnection:
     """One sqlite3 connection; every call runs on the adapter's thread pool."""
 
@@ -80,6 +90,7 @@ class _SQLiteConnection:
         self._raw = raw
         self._db = db
         self._deadline = 0.0
+        self._after_commit: list[Callable[[], None]] | None = None
         raw.set_progress_handler(self._check_deadline, 10_000)
 
     def _check_deadline(self) -> int:
@@ -98,6 +109,8 @@ class _SQLiteConnection:
         with db_span("sqlite", sql):
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._db.executor, call)
+            except RuntimeError as exc:  # the pool is shut down: apprun is stopping
+                raise DatabaseUnavailable() from exc
             except sqlite3.Error as exc:
                 translated = _translate(exc)
                 if translated is not None:
@@ -121,6 +134,12 @@ class _SQLiteConnection:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        if self._after_commit is None:
+            callback()
+        else:
+            self._after_commit.append(callback)
 
     async def script(self, sql: str) -> None:
         """Run several statements (DDL); used by tests and the data module's DDL."""
@@ -183,7 +202,7 @@ class SQLiteDatabase:
         loop = asyncio.get_running_loop()
         try:
             raw = await loop.run_in_executor(self.executor, functools.partial(self._connect, readonly=readonly))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, RuntimeError) as exc:
             raise DatabaseUnavailable() from exc
         return _SQLiteConnection(raw, self)
 
@@ -199,9 +218,12 @@ class SQLiteDatabase:
         conns = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers.clear()
         self._writer = None
+        # A cancelled task's statement may still be running on a pool thread:
+        # let the threads finish before closing the connections under them
+        # (closing a connection in use crashes the interpreter).
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         for conn in conns:
             conn.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _acquire_reader(self) -> _SQLiteConnection:
         if self._closed:
@@ -217,7 +239,10 @@ class SQLiteDatabase:
                 return conn
         self._waiting += 1
         try:
-            return await asyncio.wait_for(self._idle.get(), self.pool_timeout)
+            # asyncio.timeout, not wait_for: a connection handed over just as the
+            # timeout fires must not be dropped (nor a cancellation swallowed).
+            async with asyncio.timeout(self.pool_timeout):
+                return await self._idle.get()
         except TimeoutError:
             raise DatabaseUnavailable(code="db.pool_exhausted") from None
         finally:
@@ -237,22 +262,29 @@ class SQLiteDatabase:
             raise DatabaseUnavailable()
         self._waiting += 1
         try:
-            await asyncio.wait_for(self._write_lock.acquire(), self.pool_timeout)
+            async with asyncio.timeout(self.pool_timeout):
+                await self._write_lock.acquire()
         except TimeoutError:
             raise DatabaseUnavailable(code="db.pool_exhausted") from None
         finally:
             self._waiting -= 1
         conn = self._writer
+        callbacks: list[Callable[[], None]] = []
         try:
             await conn.execute("BEGIN IMMEDIATE")
+            conn._after_commit = callbacks
             try:
                 yield conn
             except BaseException:
+                conn._after_commit = None
                 await asyncio.shield(conn.execute("ROLLBACK"))
                 raise
+            conn._after_commit = None
             await conn.execute("COMMIT")
         finally:
+            conn._after_commit = None
             self._write_lock.release()
+        _run_callbacks(callbacks)
 
     async def ping(self) -> float:
         start = time.perf_counter()

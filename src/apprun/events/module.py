@@ -1,0 +1,96 @@
+"""Builds the events module (bus, relay, subscribers, webhooks) for app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from apprun.events.api import EventsController, WebhooksController
+from apprun.events.bus import EventBus
+from apprun.events.envelope import set_default_source
+from apprun.events.memory_bus import MemoryBus
+from apprun.events.metrics import EventMetrics
+from apprun.events.outbox import Relay
+from apprun.events.service import Events
+from apprun.events.subscriptions import DEFAULT_REGISTRY, Registry, Runner, Subscriber
+from apprun.events.webhooks import Webhooks
+from apprun.kernel.runtime import Runtime
+from apprun.rbac.service import Rbac
+
+__all__ = ["EventsModule", "build_events"]
+
+WEBHOOK_CONSUMER = "apprun.webhooks"
+
+
+@dataclass(eq=False)
+class EventsModule:
+    bus: EventBus
+    relay: Relay
+    runner: Runner
+    events: Events
+    webhooks: Webhooks
+    registries: list[Registry]
+    metrics: EventMetrics
+
+    def routes(self) -> list[Any]:
+        return [EventsController, WebhooksController]
+
+    def state(self) -> dict[str, Any]:
+        return {"events": self.events, "webhooks": self.webhooks, "bus": self.bus, "relay": self.relay}
+
+    def subscribers(self) -> list[Subscriber]:
+        found: dict[str, Subscriber] = {}
+        for registry in self.registries:
+            found.update(registry.subscribers)
+        found[WEBHOOK_CONSUMER] = Subscriber(name=WEBHOOK_CONSUMER, types=(), handler=self.webhooks.on_event)
+        return list(found.values())
+
+    async def start(self, runtime: Runtime) -> None:
+        await self.bus.start()
+        runtime.health.register("bus", self.bus.check, required=False)
+        await self.relay.start()
+        for subscriber in self.subscribers():
+            await self.runner.start(subscriber)
+        await self.webhooks.start()
+
+    async def stop(self, runtime: Runtime) -> None:
+        await self.webhooks.close()
+        await self.relay.close()
+        await self.bus.close()
+
+
+def build_events(runtime: Runtime, rbac: Rbac, registries: list[Registry] | None = None) -> EventsModule:
+    s = runtime.settings
+    set_default_source(f"apprun/{s.instance}")
+    bus: EventBus
+    if s.pubsub_backend == "nats":
+        from apprun.events.nats_bus import NatsBus
+
+        bus = NatsBus(s.pubsub_nats_url, instance=s.instance, retention_days=s.events_retention_days)
+    else:
+        bus = MemoryBus()
+    metrics = EventMetrics(runtime.metrics.registry)
+    relay = Relay(
+        runtime.db,
+        s.database,
+        bus,
+        batch=s.events_relay_batch,
+        retention_days=s.events_retention_days,
+        metrics=metrics,
+    )
+    runner = Runner(
+        runtime.db,
+        bus,
+        default_ack_wait=s.events_ack_wait,
+        default_max_deliver=s.events_max_deliver,
+        metrics=metrics,
+    )
+    return EventsModule(
+        bus=bus,
+        relay=relay,
+        runner=runner,
+        events=Events(runtime.db, bus, rbac),
+        webhooks=Webhooks(s, runtime.db, rbac),
+        registries=[DEFAULT_REGISTRY, *(registries or [])],
+        metrics=metrics,
+    )

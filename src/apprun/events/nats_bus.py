@@ -1,0 +1,272 @@
+"""NATS JetStream: the bus for real deployments (``PUBSUB_BACKEND=nats``).
+
+- One stream, ``APPRUN``, on ``apprun.>``, file storage, messages kept
+  ``EVENTS_RETENTION_DAYS``, a two-minute de-duplication window.
+- Subject ``apprun.<tenant>.<type>`` (``platform`` when no tenant);
+  ``Nats-Msg-Id`` is the event id, so the relay re-publishing after a crash
+  (published, not yet marked) is dropped by JetStream as a duplicate.
+- Publishes are pipelined (``publish_async``) and the relay waits for every
+  ack before marking rows published.
+- Consumers are durable pull consumers with explicit acks, ``AckWait`` and
+  ``MaxDeliver``; every apprun process runs each consumer, and JetStream
+  shares the messages between them.
+- The connection reconnects by itself forever; if NATS is down at start,
+  apprun starts anyway, keeps trying, and the health check says ``bus`` DOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from apprun.events.bus import BusUnavailable, ConsumerSpec, Handler, type_matches
+from apprun.events.envelope import PLATFORM_TOKEN, CloudEvent, decode, encode, subject_for
+from apprun.kernel.logging import get_logger
+
+__all__ = ["STREAM", "NatsBus"]
+
+STREAM = "APPRUN"
+_log = get_logger("apprun.events.nats")
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class _NatsDelivery:
+    def __init__(self, msg: Msg, event: CloudEvent) -> None:
+        self._msg = msg
+        self.event = event
+        self.attempt = int(msg.metadata.num_delivered or 1)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay: float) -> None:
+        await self._msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+
+class NatsBus:
+    name = "nats"
+
+    def __init__(self, servers: str, *, instance: str, retention_days: int, publish_timeout: float = 10.0) -> None:
+        self.servers = [s.strip() for s in servers.split(",") if s.strip()]
+        self.instance = instance
+        self.retention = retention_days * 86400.0
+        self.publish_timeout = publish_timeout
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # --- connection --------------------------------------------------------
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._connect_forever(), name="apprun-nats-connect"))
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                nc = await nats.connect(
+                    servers=self.servers,
+                    name=f"apprun@{self.instance}",
+                    connect_timeout=2,
+                    reconnect_time_wait=1,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                )
+                self._nc, self._js = nc, nc.jetstream(timeout=self.publish_timeout)
+                await self._ensure_stream()
+                self._ready.set()
+                _log.info("bus_connected", servers=self.servers)
+                return
+            except (OSError, TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                _log.warning("bus_connect_failed", servers=self.servers, error=f"{type(exc).__name__}: {exc}")
+                if self._nc is not None:
+                    with contextlib.suppress(Exception):
+                        await self._nc.close()
+                    self._nc = self._js = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _ensure_stream(self) -> None:
+        if self._js is None:  # pragma: no cover - called right after connecting
+            return
+        config = api.StreamConfig(
+            name=STREAM,
+            subjects=["apprun.>"],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=self.retention,
+            duplicate_window=120.0,
+        )
+        try:
+            await self._js.stream_info(STREAM)
+            await self._js.update_stream(config)
+        except nats.js.errors.NotFoundError:
+            await self._js.add_stream(config)
+
+    async def _on_error(self, exc: Exception) -> None:
+        _log.warning("bus_error", error=f"{type(exc).__name__}: {exc}")
+
+    async def _on_disconnect(self) -> None:
+        _log.warning("bus_disconnected")
+
+    async def _on_reconnect(self) -> None:
+        _log.info("bus_reconnected")
+        # A restarted server may have lost its stream (no persistent store).
+        with contextlib.suppress(Exception):
+            await self._ensure_stream()
+
+    def _context(self) -> JetStreamContext:
+        if self._js is None or self._nc is None or not self._nc.is_connected:
+            raise BusUnavailable()
+        return self._js
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            self._nc = self._js = None
+
+    # --- publishing --------------------------------------------------------
+    async def publish(self, events: Sequence[CloudEvent]) -> None:
+        js = self._context()
+        try:
+            futures = [
+                await js.publish_async(
+                    subject_for(e), encode(e), wait_stall=self.publish_timeout, headers={"Nats-Msg-Id": e.id}
+                )
+                for e in events
+            ]
+            async with asyncio.timeout(self.publish_timeout):
+                acks = await asyncio.gather(*futures)
+        except (TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusUnavailable() from exc
+        for ack in acks:
+            if ack.stream != STREAM:  # pragma: no cover - another stream captured apprun.>
+                raise BusUnavailable()
+
+    async def dead_letter(self, event: CloudEvent, *, consumer: str, reason: str, attempts: int) -> None:
+        js = self._context()
+        headers = {
+            "Nats-Msg-Id": f"{event.id}:{consumer}:dead",
+            "Apprun-Consumer": consumer,
+            "Apprun-Reason": " ".join(reason.split())[:500],
+            "Apprun-Deliveries": str(attempts),
+            "Apprun-Event-Type": event.type,
+        }
+        try:
+            await js.publish(f"apprun.{event.tenantid or PLATFORM_TOKEN}.deadletter", encode(event), headers=headers)
+        except (TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error) as exc:
+            raise BusUnavailable() from exc
+
+    # --- consuming ---------------------------------------------------------
+    async def consume(self, spec: ConsumerSpec, handler: Handler) -> None:
+        self._tasks.append(asyncio.create_task(self._consume(spec, handler), name=f"apprun-consumer-{spec.name}"))
+
+    async def _subscribe(self, spec: ConsumerSpec) -> Any:
+        js = self._context()
+        durable = "apprun-" + _SAFE.sub("_", spec.name)
+        # One type: let the server filter. Several or all: filter here (NATS 2.9
+        # servers do not know filter_subjects).
+        subject = f"apprun.*.{spec.types[0]}" if len(spec.types) == 1 else "apprun.>"
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait,
+            max_deliver=spec.max_deliver,
+            deliver_policy=api.DeliverPolicy.ALL,
+            max_ack_pending=1000,
+        )
+        return await js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
+
+    async def _consume(self, spec: ConsumerSpec, handler: Handler) -> None:
+        while not self._closing:
+            await self._ready.wait()
+            try:
+                sub = await self._subscribe(spec)
+            except (BusUnavailable, TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error) as exc:
+                _log.warning("consumer_subscribe_failed", consumer=spec.name, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+                continue
+            while not self._closing:
+                try:
+                    msgs = await sub.fetch(batch=20, timeout=1.0)
+                except TimeoutError:
+                    continue
+                except (OSError, nats.errors.Error, nats.js.errors.Error) as exc:
+                    _log.warning("consumer_fetch_failed", consumer=spec.name, error=f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(1.0)
+                    break  # subscribe again (the consumer may be gone after a server restart)
+                for msg in msgs:
+                    await self._deliver(spec, handler, msg)
+
+    async def _deliver(self, spec: ConsumerSpec, handler: Handler, msg: Msg) -> None:
+        if msg.subject.endswith(".deadletter"):
+            await msg.ack()
+            return
+        try:
+            event = decode(msg.data)
+        except (ValueError, TypeError):
+            _log.error("undecodable_event", subject=msg.subject)
+            await msg.term()
+            return
+        if not type_matches(spec.types, event.type):
+            await msg.ack()
+            return
+        try:
+            await handler(_NatsDelivery(msg, event))
+        except Exception:  # noqa: BLE001 - the runner settles deliveries; this is a last guard
+            _log.exception("consumer_crashed", consumer=spec.name, event_id=event.id)
+
+    # --- live tail ---------------------------------------------------------
+    async def tail(self, tenant_id: str, types: tuple[str, ...]) -> AsyncIterator[CloudEvent]:
+        """Core NATS subscription (no JetStream state): what is published from now on."""
+        if self._nc is None or not self._nc.is_connected:
+            raise BusUnavailable()
+        queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=1000)
+
+        async def on_msg(msg: Msg) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # a slow reader loses events, never memory
+                queue.put_nowait(msg)
+
+        subjects = [f"apprun.{tenant_id}.{t}" for t in types] or [f"apprun.{tenant_id}.>"]
+        subs = [await self._nc.subscribe(s, cb=on_msg) for s in subjects]
+        try:
+            while True:
+                msg = await queue.get()
+                if msg.subject.endswith(".deadletter"):
+                    continue
+                with contextlib.suppress(ValueError, TypeError):
+                    yield decode(msg.data)
+        finally:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def check(self) -> str:
+        js = self._context()
+        info = await js.stream_info(STREAM)
+        return f"JetStream stream {STREAM}: {info.state.messages} messages"
