@@ -32,14 +32,14 @@ test: $(STAMP) ## Install, make sure PostgreSQL is up, run the whole test suite
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 check: $(STAMP) ## ruff format --check, ruff, mypy --strict, import-linter
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Format and auto-fix what ruff can
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 bench: $(STAMP) ## Benchmarks against PocketBase and raw SQL — not written yet (issue "Benchmarks")
 	@echo "make bench: the benchmark harness is the work of the Benchmarks issue; nothing is measured yet." >&2

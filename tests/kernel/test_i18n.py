@@ -51,3 +51,25 @@ def test_unknown_locale_and_code_fall_back() -> None:
     tr = translator()
     assert tr.gettext("db.unavailable", "fr") == tr.gettext("db.unavailable", "en")
     assert tr.gettext("no.such.code", "zh_CN") == "no.such.code"
+
+
+def test_every_error_code_raised_in_the_code_has_a_message() -> None:
+    """A code without a catalog entry would reach users as its bare code."""
+    import re
+    from pathlib import Path
+
+    import apprun
+
+    root = Path(apprun.__file__).parent
+    pattern = re.compile(
+        r"""(?:\b[A-Z][A-Za-z]*(?:Error|Request|Unauthorized|Forbidden|NotFound|Conflict|Requests|Unavailable|"""
+        r"""Large|Timeout|Violation)\(\s*|code=|default_code\s*=\s*)"([a-z_]+\.[a-z_]+)\"""",
+    )
+    used: dict[str, str] = {}
+    for path in root.rglob("*.py"):
+        for code in pattern.findall(path.read_text(encoding="utf-8")):
+            used.setdefault(code, str(path.relative_to(root)))
+    assert len(used) > 40, "the scan found too few codes to be trusted"
+    catalog = translator().catalog("en")
+    missing = {code: where for code, where in used.items() if code not in catalog}
+    assert missing == {}, f"codes without an English message: {missing}"

@@ -35,6 +35,7 @@ class LiveServer:
         with_test_routes: bool = False,
     ) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.log_path = workdir / "server.log"
         self.env = {

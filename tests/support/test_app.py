@@ -15,6 +15,8 @@ from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody
 
 from apprun.app import create_app
+from apprun.events import CloudEvent, HandlerContext
+from apprun.events.subscriptions import Registry
 from apprun.kernel.config import load_settings
 
 __all__ = ["TEST_ROUTES", "asgi"]
@@ -61,6 +63,50 @@ async def echo(data: JSONBody[dict[str, int]]) -> dict[str, int]:
 
 TEST_ROUTES = [boom, slow, db_roundtrip, db_sleep, echo]
 
+#: Event handlers only tests run. They write to ``test_handled`` (created by
+#: the test, see tests/events/conftest.py), in the delivery's transaction.
+TEST_SUBSCRIBERS = Registry()
+
+
+@TEST_SUBSCRIBERS.subscribe("app.test.recorded", name="test.recorder")
+async def record(event: CloudEvent, ctx: HandlerContext) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO test_handled (consumer, event_id, attempt) VALUES ($1, $2, $3)",
+        ctx.consumer,
+        event.id,
+        ctx.attempt,
+    )
+
+
+@TEST_SUBSCRIBERS.subscribe("app.test.flaky", name="test.flaky")
+async def fail_first_time(event: CloudEvent, ctx: HandlerContext) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO test_handled (consumer, event_id, attempt) VALUES ($1, $2, $3)",
+        ctx.consumer,
+        event.id,
+        ctx.attempt,
+    )
+    if ctx.attempt == 1:
+        raise RuntimeError("first delivery fails (and its insert rolls back)")
+
+
+@TEST_SUBSCRIBERS.subscribe("app.test.slow", name="test.slow")
+async def slow_first_time(event: CloudEvent, ctx: HandlerContext) -> None:
+    """The first delivery hangs (the process gets killed meanwhile); later ones record."""
+    if ctx.attempt == 1:
+        await asyncio.sleep(60)
+    await ctx.conn.execute(
+        "INSERT INTO test_handled (consumer, event_id, attempt) VALUES ($1, $2, $3)",
+        ctx.consumer,
+        event.id,
+        ctx.attempt,
+    )
+
+
+@TEST_SUBSCRIBERS.subscribe("app.test.poison", name="test.poison", max_deliver=3)
+async def always_fail(event: CloudEvent, ctx: HandlerContext) -> None:
+    raise ValueError(f"cannot handle {event.id}")
+
 
 def asgi() -> Any:
-    return create_app(load_settings(), extra_routes=TEST_ROUTES)
+    return create_app(load_settings(), extra_routes=TEST_ROUTES, subscribers=[TEST_SUBSCRIBERS])

@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
-from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from apprun.events.envelope import encode
 from apprun.events.service import Events
@@ -90,14 +90,15 @@ class EventsController(Controller):
         events = await _events(state).open_stream(ctx_of(request), types)
 
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
-            yield ServerSentEventMessage(comment="apprun event stream")
+            # Comments (no data field: browsers would fire an empty message otherwise).
+            yield ServerSentEventMessage(comment="apprun event stream", data=None)
             pending: asyncio.Future[Any] | None = None
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(anext(events))
                 done, _ = await asyncio.wait({pending}, timeout=_HEARTBEAT)
                 if not done:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
                     continue
                 event = pending.result()
                 pending = None
@@ -136,7 +137,11 @@ class WebhooksController(Controller):
     async def delete_webhook(self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str]) -> None:
         await _webhooks(state).delete(ctx_of(request), webhook_id)
 
-    @post("/{webhook_id:str}/rotate-secret", summary="A new signing secret (the old one stops at once)")
+    @post(
+        "/{webhook_id:str}/rotate-secret",
+        status_code=HTTP_200_OK,
+        summary="A new signing secret (the old one stops at once)",
+    )
     async def rotate(self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str]) -> dict[str, Any]:
         return await _webhooks(state).rotate_secret(ctx_of(request), webhook_id)
 

@@ -43,13 +43,13 @@ _encoder = msgspec.json.Encoder()
 class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One event. Field names are the CloudEvents attribute names."""
 
+    specversion: str
     id: str
     source: str
     type: str
-    specversion: str = SPEC_VERSION
     subject: str | None = None
     time: str | None = None
-    datacontenttype: str = "application/json"
+    datacontenttype: str | None = None
     tenantid: str | None = None
     traceparent: str | None = None
     data: Any = None
@@ -83,6 +83,8 @@ def make_event(
         traceparent = _current_traceparent()
     now = dt.datetime.now(dt.UTC)
     return CloudEvent(
+        specversion=SPEC_VERSION,
+        datacontenttype="application/json",
         id=new_id(),
         source=source or _DEFAULT_SOURCE[0],
         type=event_type,

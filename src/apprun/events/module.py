@@ -42,7 +42,9 @@ class EventsModule:
         found: dict[str, Subscriber] = {}
         for registry in self.registries:
             found.update(registry.subscribers)
-        found[WEBHOOK_CONSUMER] = Subscriber(name=WEBHOOK_CONSUMER, types=(), handler=self.webhooks.on_event)
+        found[WEBHOOK_CONSUMER] = Subscriber(
+            name=WEBHOOK_CONSUMER, types=(), handler=self.webhooks.on_event, accepts=self.webhooks.wants
+        )
         return list(found.values())
 
     async def start(self, runtime: Runtime) -> None:

@@ -146,8 +146,10 @@ class NatsBus:
                 await task
         self._tasks.clear()
         if self._nc is not None:
+            # Not drain(): every publish was already acked and the consumers are
+            # stopped; drain would wait out unacked fetches (up to 30 s).
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.close()
             self._nc = self._js = None
 
     # --- publishing --------------------------------------------------------

@@ -63,10 +63,12 @@ async def emit(conn: Connection, event: CloudEvent) -> CloudEvent:
         encode(event).decode(),
         utcnow(),
     )
-    if conn.dialect == "postgres":
-        # Delivered at commit (and only then) to the leader, in whatever process it runs.
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-    conn.on_commit(_wake)
+    if not conn.tx_state.get("apprun.outbox.wakes"):  # once per transaction is enough
+        conn.tx_state["apprun.outbox.wakes"] = True
+        if conn.dialect == "postgres":
+            # Delivered at commit (and only then) to the leader, in whatever process it runs.
+            await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        conn.on_commit(_wake)
     return event
 
 

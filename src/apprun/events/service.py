@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from apprun.events.bus import EventBus
-from apprun.events.envelope import CloudEvent, decode, make_event
+from apprun.events.envelope import CloudEvent, decode, make_event, valid_type
 from apprun.events.outbox import emit
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database
@@ -42,6 +42,8 @@ class Events:
 
     async def publish(self, ctx: RequestContext, *, event_type: str, subject: str | None, data: Any) -> CloudEvent:
         tenant = await self._tenant(ctx, "publish")
+        if not valid_type(event_type):
+            raise BadRequest("events.invalid_type", params={"type": event_type})
         if not event_type.startswith("app."):
             raise BadRequest("events.type_not_allowed", params={"type": event_type})
         if subject is not None and (not isinstance(subject, str) or len(subject) > 500):

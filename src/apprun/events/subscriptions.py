@@ -66,6 +66,9 @@ class Subscriber:
     filters: dict[str, Any] = field(default_factory=dict)
     max_deliver: int | None = None
     ack_wait: float | None = None
+    #: A cheap check before the delivery's transaction opens; False acks the
+    #: event unhandled (e.g. the webhooks subscriber when a tenant has none).
+    accepts: Callable[[CloudEvent], Awaitable[bool]] | None = None
 
     def matches(self, event: CloudEvent) -> bool:
         data = event.data if isinstance(event.data, dict) else {}
@@ -150,7 +153,7 @@ class Runner:
 
     async def _handle(self, subscriber: Subscriber, spec: ConsumerSpec, delivery: Delivery) -> None:
         event = delivery.event
-        if not subscriber.matches(event):
+        if not subscriber.matches(event) or (subscriber.accepts is not None and not await subscriber.accepts(event)):
             await delivery.ack()
             self._count(spec.name, "skipped")
             return

@@ -19,8 +19,16 @@ worker POSTs it:
   abandoned deliveries in a row the webhook is switched off.
 
 Every attempt is logged with its status code, error and duration, readable
-by the tenant; a delivery can be sent again on request. Targets are checked
-against server-side request forgery (see `apprun.events.ssrf`).
+by the tenant; a delivery can be sent again on request (``admin`` on
+``webhooks``, like every change). Targets are checked against server-side
+request forgery (see `apprun.events.ssrf`), at registration and again at
+every attempt; the request ignores proxy variables and ``.netrc`` of the
+server, follows no redirect and never reads the answer's body.
+
+An inactive webhook gets no new deliveries, and the worker holds back the
+ones it still has until it is switched on again. Each event makes at most one
+delivery per webhook even if the consumer sees it again after its
+de-duplication marker is gone (see `Webhooks.on_event`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import Any
 import httpx
 
 from apprun.events.envelope import CloudEvent, encode, valid_type
-from apprun.events.ssrf import Allowlist, check_url, resolve_target
+from apprun.events.ssrf import Allowlist, resolve_target
 from apprun.events.subscriptions import HandlerContext
 from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
@@ -55,6 +63,9 @@ __all__ = ["Webhooks", "sign"]
 _log = get_logger("apprun.events.webhooks")
 _CLAIM_LEASE = dt.timedelta(minutes=5)
 _MAX_BACKOFF = 6 * 3600.0
+#: Longest idle sleep of the worker: how soon it sees deliveries another process recorded.
+_POLL = 0.5
+_FIELDS = frozenset({"url", "event_types", "description", "active"})
 
 
 def new_secret() -> str:
@@ -66,6 +77,19 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def _check_body(body: dict[str, Any]) -> None:
+    """Only the writable fields, each of the right type (a 400, never a database error)."""
+    if set(body) - _FIELDS:
+        raise BadRequest("request.read_only_fields", details={"fields": sorted(set(body) - _FIELDS)})
+    if "url" in body and not isinstance(body["url"], str):
+        raise BadRequest("events.invalid_webhook_url", details={"reason": "a string is needed"})
+    description = body.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 1000):
+        raise BadRequest("events.invalid_webhook", details={"field": "description"})
+    if "active" in body and not isinstance(body["active"], bool):
+        raise BadRequest("events.invalid_webhook", details={"field": "active"})
 
 
 def _types(value: Any) -> list[str]:
@@ -95,11 +119,9 @@ class Webhooks:
 
     async def create(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         tenant = await self._tenant(ctx, "admin")
-        allowed = {"url", "event_types", "description", "active"}
-        if set(body) - allowed:
-            raise BadRequest("request.read_only_fields", details={"fields": sorted(set(body) - allowed)})
-        url = str(body.get("url") or "")
-        check_url(url)
+        _check_body(body)
+        url = body.get("url") or ""
+        event_types = _types(body.get("event_types"))
         await resolve_target(url, self.allowlist)
         webhook_id, now, secret = new_id(), utcnow(), new_secret()
         async with self.db.transaction() as conn:
@@ -111,13 +133,13 @@ class Webhooks:
                 tenant,
                 url,
                 body.get("description"),
-                json.dumps(_types(body.get("event_types"))),
+                json.dumps(event_types),
                 secret,
-                bool(body.get("active", True)),
+                body.get("active", True),
                 ctx.user_id,
                 now,
             )
-        view = await self.get(ctx, webhook_id)
+        view = await self._load(tenant, webhook_id)
         view["secret"] = secret  # shown once; rotate to get a new one
         return view
 
@@ -128,7 +150,9 @@ class Webhooks:
         return [self._view(r) for r in rows]
 
     async def get(self, ctx: RequestContext, webhook_id: str) -> dict[str, Any]:
-        tenant = await self._tenant(ctx, "read")
+        return await self._load(await self._tenant(ctx, "read"), webhook_id)
+
+    async def _load(self, tenant: str, webhook_id: str) -> dict[str, Any]:
         async with self.db.read() as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM apprun_webhooks WHERE id = $1 AND tenant_id = $2", webhook_id, tenant
@@ -139,12 +163,10 @@ class Webhooks:
 
     async def update(self, ctx: RequestContext, webhook_id: str, body: dict[str, Any]) -> dict[str, Any]:
         tenant = await self._tenant(ctx, "admin")
-        allowed = {"url", "event_types", "description", "active"}
-        if set(body) - allowed:
-            raise BadRequest("request.read_only_fields", details={"fields": sorted(set(body) - allowed)})
+        _check_body(body)
+        event_types = _types(body["event_types"]) if "event_types" in body else None
         if "url" in body:
-            check_url(str(body["url"]))
-            await resolve_target(str(body["url"]), self.allowlist)
+            await resolve_target(body["url"], self.allowlist)
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
                 "SELECT id FROM apprun_webhooks WHERE id = $1 AND tenant_id = $2", webhook_id, tenant
@@ -153,12 +175,10 @@ class Webhooks:
                 raise NotFound("events.webhook_not_found")
             now = utcnow()
             if "url" in body:
-                await conn.execute("UPDATE apprun_webhooks SET url = $2 WHERE id = $1", webhook_id, str(body["url"]))
-            if "event_types" in body:
+                await conn.execute("UPDATE apprun_webhooks SET url = $2 WHERE id = $1", webhook_id, body["url"])
+            if event_types is not None:
                 await conn.execute(
-                    "UPDATE apprun_webhooks SET event_types = $2 WHERE id = $1",
-                    webhook_id,
-                    json.dumps(_types(body["event_types"])),
+                    "UPDATE apprun_webhooks SET event_types = $2 WHERE id = $1", webhook_id, json.dumps(event_types)
                 )
             if "description" in body:
                 await conn.execute(
@@ -170,10 +190,12 @@ class Webhooks:
                     "UPDATE apprun_webhooks SET active = $2, disabled_at = NULL, disabled_reason = NULL, "
                     "consecutive_failures = 0 WHERE id = $1",
                     webhook_id,
-                    bool(body["active"]),
+                    body["active"],
                 )
             await conn.execute("UPDATE apprun_webhooks SET updated_at = $2 WHERE id = $1", webhook_id, now)
-        return await self.get(ctx, webhook_id)
+        if body.get("active"):
+            self._wake.set()  # deliveries held back while it was off go out now
+        return await self._load(tenant, webhook_id)
 
     async def rotate_secret(self, ctx: RequestContext, webhook_id: str) -> dict[str, Any]:
         tenant = await self._tenant(ctx, "admin")
@@ -201,27 +223,35 @@ class Webhooks:
 
     async def deliveries(self, ctx: RequestContext, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         await self.get(ctx, webhook_id)
+        # Two queries, not one per delivery; the payloads (up to 64 KiB each) are not read.
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM apprun_webhook_deliveries WHERE webhook_id = $1 ORDER BY created_at DESC LIMIT $2",
+                "SELECT id, event_id, event_type, status, next_attempt_at, created_at FROM apprun_webhook_deliveries "
+                "WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
                 webhook_id,
                 max(1, min(limit, 200)),
             )
-            out = []
-            for row in rows:
-                attempts = await conn.fetch(
-                    "SELECT attempt, status_code, error, duration_ms, created_at FROM apprun_webhook_attempts "
-                    "WHERE delivery_id = $1 ORDER BY attempt",
-                    row["id"],
-                )
-                out.append(self._delivery_view(row, attempts))
-        return out
+            attempts = await conn.fetch(
+                "SELECT delivery_id, attempt, status_code, error, duration_ms, created_at FROM apprun_webhook_attempts "
+                "WHERE delivery_id IN (SELECT id FROM apprun_webhook_deliveries WHERE webhook_id = $1 "
+                "ORDER BY created_at DESC, id DESC LIMIT $2) ORDER BY delivery_id, attempt",
+                webhook_id,
+                max(1, min(limit, 200)),
+            )
+        by_delivery: dict[str, list[Any]] = {}
+        for attempt in attempts:
+            by_delivery.setdefault(attempt["delivery_id"], []).append(attempt)
+        return [self._delivery_view(row, by_delivery.get(row["id"], [])) for row in rows]
 
     async def redeliver(self, ctx: RequestContext, webhook_id: str, delivery_id: str) -> dict[str, Any]:
-        await self.get(ctx, webhook_id)
+        # A write: it makes apprun call the URL again (reading deliveries needs only `read`).
+        tenant = await self._tenant(ctx, "admin")
+        await self._load(tenant, webhook_id)
         async with self.db.transaction() as conn:
+            # claimed_at is left alone: clearing it would let a second worker
+            # send a delivery that is in flight right now a second time.
             changed = await conn.execute(
-                "UPDATE apprun_webhook_deliveries SET status = 'pending', next_attempt_at = $3, claimed_at = NULL, "
+                "UPDATE apprun_webhook_deliveries SET status = 'pending', next_attempt_at = $3, "
                 "first_attempt_at = NULL, updated_at = $3 WHERE id = $1 AND webhook_id = $2",
                 delivery_id,
                 webhook_id,
@@ -233,6 +263,21 @@ class Webhooks:
         return {"id": delivery_id, "status": "pending"}
 
     # --- the consumer: event -> deliveries ----------------------------------
+    async def wants(self, event: CloudEvent) -> bool:
+        """Whether the event's tenant has any active webhook (one indexed read).
+
+        Most events have no webhook to go to; they are acked without opening a
+        transaction. A webhook created after this check was created after the
+        event, and would not have received it anyway.
+        """
+        if event.tenantid is None:
+            return False
+        async with self.db.read() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM apprun_webhooks WHERE tenant_id = $1 AND active = $2 LIMIT 1", event.tenantid, True
+            )
+        return found is not None
+
     async def on_event(self, event: CloudEvent, ctx: HandlerContext) -> None:
         if event.tenantid is None:
             return
@@ -246,9 +291,12 @@ class Webhooks:
             if types and event.type not in types:
                 continue
             await ctx.conn.execute(
+                # The consumer's marker makes this run once per event; the unique
+                # (webhook_id, event_id) keeps it so when an event is replayed
+                # after its marker was pruned.
                 "INSERT INTO apprun_webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, payload, "
                 "status, attempts, next_attempt_at, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                "VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7) ON CONFLICT DO NOTHING",
                 new_id(),
                 row["id"],
                 event.tenantid,
@@ -283,19 +331,41 @@ class Webhooks:
                 _log.exception("webhook_worker_failed")
                 busy = 0
             if not busy:
+                try:
+                    idle = await self._idle_for()
+                except ApiError:
+                    idle = _POLL
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.5):  # not wait_for: see Relay._sleep
+                    async with asyncio.timeout(idle):  # not wait_for: see Relay._sleep
                         await self._wake.wait()
                 self._wake.clear()
+
+    async def _idle_for(self) -> float:
+        """Seconds until the next retry is due (so backoff delays are kept), at most `_POLL`."""
+        now = utcnow()
+        async with self.db.read() as conn:
+            due = await conn.fetchval(
+                "SELECT min(d.next_attempt_at) FROM apprun_webhook_deliveries d "
+                "JOIN apprun_webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending' AND w.active = $1 "
+                "AND (d.claimed_at IS NULL OR d.claimed_at < $2)",
+                True,
+                now - _CLAIM_LEASE,
+            )
+        due_at = to_datetime(due)
+        if due_at is None:
+            return _POLL
+        return min(max((due_at - now).total_seconds(), 0.01), _POLL)
 
     async def deliver_due(self) -> int:
         now = utcnow()
         async with self.db.read() as conn:
             due = await conn.fetch(
-                "SELECT d.id FROM apprun_webhook_deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= $1 "
+                "SELECT d.id FROM apprun_webhook_deliveries d JOIN apprun_webhooks w ON w.id = d.webhook_id "
+                "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.active = $3 "
                 "AND (d.claimed_at IS NULL OR d.claimed_at < $2) ORDER BY d.next_attempt_at LIMIT 20",
                 now,
                 now - _CLAIM_LEASE,
+                True,
             )
         mine = [row["id"] for row in due if await self._claim(row["id"])]
         await asyncio.gather(*(self._attempt(delivery_id) for delivery_id in mine))
@@ -316,11 +386,16 @@ class Webhooks:
     async def _attempt(self, delivery_id: str) -> None:
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                "SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, d.first_attempt_at, w.url, w.secret "
-                "FROM apprun_webhook_deliveries d JOIN apprun_webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
+                "SELECT d.id, d.webhook_id, d.event_id, d.payload, d.attempts, d.first_attempt_at, w.url, w.secret, "
+                "w.active FROM apprun_webhook_deliveries d JOIN apprun_webhooks w ON w.id = d.webhook_id "
+                "WHERE d.id = $1",
                 delivery_id,
             )
         if row is None:
+            return
+        if not row["active"]:  # switched off since it was picked: hand it back untouched
+            async with self.db.transaction() as conn:
+                await conn.execute("UPDATE apprun_webhook_deliveries SET claimed_at = NULL WHERE id = $1", delivery_id)
             return
         status, error, duration = await self._post(row["url"], row["secret"], row["event_id"], row["payload"].encode())
         await self._record(row, status, error, duration)
@@ -330,10 +405,12 @@ class Webhooks:
         try:
             target = await resolve_target(url, self.allowlist)
         except ApiError as exc:
-            return None, f"{exc.code}: {exc.details or exc.params}", 0.0
+            return None, f"{exc.code}: {exc.details or exc.params}"[:500], 0.0
         timestamp = int(time.time())
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        default_port = 443 if target.scheme == "https" else 80
         headers = {
-            "Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+            "Host": host if target.port == default_port else f"{host}:{target.port}",
             "Content-Type": "application/cloudevents+json",
             "User-Agent": "apprun-webhooks",
             "webhook-id": msg_id,
@@ -341,19 +418,53 @@ class Webhooks:
             "webhook-signature": sign(secret, msg_id, timestamp, body),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        timeout = self.settings.webhook_timeout
         try:
-            async with httpx.AsyncClient(timeout=self.settings.webhook_timeout, follow_redirects=False) as http:
-                reply = await http.post(target.pinned_url, content=body, headers=headers, extensions=extensions)
-        except httpx.HTTPError as exc:
+            # httpx's timeout bounds each read, not the whole exchange: a receiver
+            # that trickles its answer must not hold the worker, so one deadline
+            # covers it all. The body of the answer is never read (it could be huge).
+            # trust_env=False: no proxy from the environment (it would bypass the
+            # pinned address) and no .netrc credentials sent to a tenant's URL.
+            async with (
+                asyncio.timeout(timeout),
+                httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as http,
+                http.stream("POST", target.pinned_url, content=body, headers=headers, extensions=extensions) as reply,
+            ):
+                status = reply.status_code
+        except (TimeoutError, httpx.TimeoutException):
+            return None, f"no answer within {timeout:g} s", (time.perf_counter() - start) * 1000
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:500], (time.perf_counter() - start) * 1000
         duration = (time.perf_counter() - start) * 1000
-        return reply.status_code, None if 200 <= reply.status_code < 300 else f"HTTP {reply.status_code}", duration
+        return status, None if 200 <= status < 300 else f"HTTP {status}", duration
 
     async def _record(self, row: Any, status: int | None, error: str | None, duration: float) -> None:
         now = utcnow()
         attempt = int(row["attempts"]) + 1
         first = to_datetime(row["first_attempt_at"]) or now
+        if error is None:
+            outcome, next_at = "succeeded", now
+        else:
+            elapsed = (now - first).total_seconds()
+            delay = min(self.backoff_base * 2 ** (attempt - 1), _MAX_BACKOFF)
+            abandon = elapsed + delay > self.settings.webhook_retry_period
+            outcome, next_at = ("abandoned", now) if abandon else ("pending", now + dt.timedelta(seconds=delay))
         async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE apprun_webhook_deliveries SET status = $2, attempts = $3, last_status_code = $4, "
+                "last_error = $5, first_attempt_at = $6, next_attempt_at = $7, claimed_at = NULL, updated_at = $8 "
+                "WHERE id = $1",
+                row["id"],
+                outcome,
+                attempt,
+                status,
+                error,
+                first,
+                next_at,
+                now,
+            )
+            if changed == 0:  # deleted with its webhook meanwhile
+                return
             await conn.execute(
                 "INSERT INTO apprun_webhook_attempts (id, delivery_id, attempt, status_code, error, duration_ms, "
                 "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -365,46 +476,12 @@ class Webhooks:
                 round(duration, 1),
                 now,
             )
-            if error is None:
-                await conn.execute(
-                    "UPDATE apprun_webhook_deliveries SET status = 'succeeded', attempts = $2, last_status_code = $3, "
-                    "last_error = NULL, first_attempt_at = $4, claimed_at = NULL, updated_at = $5 WHERE id = $1",
-                    row["id"],
-                    attempt,
-                    status,
-                    first,
-                    now,
-                )
+            if outcome == "succeeded":
                 await conn.execute(
                     "UPDATE apprun_webhooks SET consecutive_failures = 0 WHERE id = $1", row["webhook_id"]
                 )
-                return
-            elapsed = (now - first).total_seconds()
-            delay = min(self.backoff_base * 2 ** (attempt - 1), _MAX_BACKOFF)
-            if elapsed + delay > self.settings.webhook_retry_period:
-                await conn.execute(
-                    "UPDATE apprun_webhook_deliveries SET status = 'abandoned', attempts = $2, last_status_code = $3, "
-                    "last_error = $4, first_attempt_at = $5, claimed_at = NULL, updated_at = $6 WHERE id = $1",
-                    row["id"],
-                    attempt,
-                    status,
-                    error,
-                    first,
-                    now,
-                )
+            elif outcome == "abandoned":
                 await self._count_abandoned(conn, row["webhook_id"], now)
-                return
-            await conn.execute(
-                "UPDATE apprun_webhook_deliveries SET attempts = $2, last_status_code = $3, last_error = $4, "
-                "first_attempt_at = $5, next_attempt_at = $6, claimed_at = NULL, updated_at = $7 WHERE id = $1",
-                row["id"],
-                attempt,
-                status,
-                error,
-                first,
-                now + dt.timedelta(seconds=delay),
-                now,
-            )
 
     async def _count_abandoned(self, conn: Any, webhook_id: str, now: dt.datetime) -> None:
         await conn.execute(

@@ -80,6 +80,8 @@ def logging_dict_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any
             "granian.access": {"level": "WARNING"},
             "alembic": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
+            # Casbin prints its model at INFO for every enforcer it builds.
+            "casbin": {"level": "WARNING"},
         },
     }
 

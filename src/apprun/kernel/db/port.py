@@ -45,6 +45,8 @@ class Connection(Protocol):
     """One connection, checked out of the pool for a read or a transaction."""
 
     dialect: Dialect
+    #: Scratch space that lives as long as the current transaction (or read).
+    tx_state: dict[str, Any]
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; the number of rows it touched (-1 if unknown)."""

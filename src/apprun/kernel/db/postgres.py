@@ -60,6 +60,7 @@ class _PgConnection:
     def __init__(self, raw: asyncpg.Connection, after_commit: list[Callable[[], None]] | None = None) -> None:
         self._raw = raw
         self._after_commit = after_commit
+        self.tx_state: dict[str, Any] = {}
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         if self._after_commit is None:

@@ -325,6 +325,8 @@ webhook_deliveries = sa.Table(
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
     sa.ForeignKeyConstraint(["webhook_id"], ["apprun_webhooks.id"], ondelete="CASCADE"),
+    #: One delivery per event per webhook, whatever replays the event.
+    sa.UniqueConstraint("webhook_id", "event_id"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "webhook_id", "created_at"),
 )

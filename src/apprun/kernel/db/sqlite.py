@@ -91,6 +91,7 @@ class _SQLiteConnection:
         self._db = db
         self._deadline = 0.0
         self._after_commit: list[Callable[[], None]] | None = None
+        self.tx_state: dict[str, Any] = {}
         raw.set_progress_handler(self._check_deadline, 10_000)
 
     def _check_deadline(self) -> int:
@@ -273,6 +274,7 @@ class SQLiteDatabase:
         try:
             await conn.execute("BEGIN IMMEDIATE")
             conn._after_commit = callbacks
+            conn.tx_state = {}
             try:
                 yield conn
             except BaseException:

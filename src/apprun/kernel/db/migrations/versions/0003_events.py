@@ -93,6 +93,7 @@ def upgrade() -> None:
             name=op.f("fk_apprun_webhook_deliveries_webhook_id_apprun_webhooks"),
             ondelete="CASCADE",
         ),
+        sa.UniqueConstraint("webhook_id", "event_id", name=op.f("uq_apprun_webhook_deliveries_webhook_id_event_id")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_apprun_webhook_deliveries")),
     )
     op.create_index(
