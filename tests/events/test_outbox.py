@@ -245,3 +245,42 @@ async def test_history_filters(events_env: dict[str, Any]) -> None:
     assert "apprun.user.registered" not in [e["type"] for e in after]
     bad = await client.get("/api/v1/events?since=yesterday", headers=bearer(owner))
     assert bad.status_code == 400
+
+
+async def test_the_relay_prunes_old_history(make_settings: Any, database_url: str) -> None:
+    import datetime as dt
+
+    from apprun.events.memory_bus import MemoryBus
+    from apprun.events.outbox import Relay
+    from tests.events.conftest import prepare
+
+    settings = make_settings(database_url=database_url)
+    db = await prepare(settings)
+    try:
+        old = make_event("app.old.one", tenant_id="t")
+        new = make_event("app.new.one", tenant_id="t")
+        waiting = make_event("app.waiting.one", tenant_id="t")
+        async with db.transaction() as conn:
+            for event in (old, new, waiting):
+                await emit(conn, event)
+            long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+            await conn.execute("UPDATE apprun_event_outbox SET published_at = $1 WHERE id = $2", long_ago, old.id)
+            await conn.execute(
+                "UPDATE apprun_event_outbox SET published_at = $1 WHERE id = $2", dt.datetime.now(dt.UTC), new.id
+            )
+            await conn.execute(
+                "INSERT INTO apprun_event_processed (consumer, event_id, processed_at) VALUES ($1, $2, $3)",
+                "c",
+                old.id,
+                long_ago,
+            )
+        relay = Relay(db, settings.database, MemoryBus(), retention_days=7)
+        await relay._maybe_prune()
+        async with db.read() as conn:
+            left = {r["id"] for r in await conn.fetch("SELECT id FROM apprun_event_outbox")}
+            markers = await conn.fetchval("SELECT count(*) FROM apprun_event_processed")
+        # Published and older than the retention: gone. Recent, or not yet published: kept.
+        assert left == {new.id, waiting.id}
+        assert markers == 0
+    finally:
+        await db.close()
