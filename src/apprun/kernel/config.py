@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     # --- engines of later modules --------------------------------------
     pubsub_backend: Literal["memory", "nats"] = "memory"
     pubsub_nats_url: str = "nats://127.0.0.1:4222"
+    db_data_role: str = Field(
+        "apprun_data", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL role data requests run as"
+    )
+    data_max_page_size: int = Field(1000, ge=1, description="rows a data request returns at most")
+    data_allow_unfiltered_writes: bool = Field(False, description="allow PATCH/DELETE without a filter")
+    #: Test-only: leave the tenant predicate out of compiled SQL, to prove that
+    #: row-level security alone isolates tenants on PostgreSQL. Refused in prod.
+    data_tenant_predicate: bool = True
     events_retention_days: int = Field(7, ge=1, description="days published events stay in the history")
     events_relay_batch: int = Field(500, ge=1, le=10_000)
     events_ack_wait: float = Field(30.0, gt=0, description="seconds a handler may take before redelivery")
@@ -261,6 +269,8 @@ class Settings(BaseSettings):
                     f"JWT_SECRET is {len(secret.encode())} bytes; APPRUN_ENV=prod needs at least "
                     f"{MIN_SECRET_BYTES}: generate one with `openssl rand -base64 48`"
                 )
+            if not self.data_tenant_predicate:
+                raise ValueError("DATA_TENANT_PREDICATE=false is for tests only and refused with APPRUN_ENV=prod")
             if self.mail_backend == "log":
                 raise ValueError(
                     "MAIL_BACKEND=log only prints mail, which APPRUN_ENV=prod does not allow: "

@@ -25,8 +25,11 @@ __all__ = [
     "Conflict",
     "DatabaseUnavailable",
     "Forbidden",
+    "ForeignKeyViolation",
     "InternalError",
+    "InvalidValue",
     "NotFound",
+    "NotNullViolation",
     "PayloadTooLarge",
     "ServiceUnavailable",
     "StatementTimeout",
@@ -115,6 +118,28 @@ class UniqueViolation(Conflict):
     def __init__(self, constraint: str = "", **kwargs: Any) -> None:
         self.constraint = constraint
         super().__init__(**kwargs)
+
+
+class ForeignKeyViolation(Conflict):
+    """A row refers to a row that does not exist, or is still referred to."""
+
+    default_code = "db.foreign_key_violation"
+
+
+class NotNullViolation(BadRequest):
+    """A required column got no value."""
+
+    default_code = "db.not_null_violation"
+
+    def __init__(self, column: str = "", **kwargs: Any) -> None:
+        self.column = column
+        super().__init__(**kwargs)
+
+
+class InvalidValue(BadRequest):
+    """The database refused a value (a malformed regular expression, an out-of-range number …)."""
+
+    default_code = "db.invalid_value"
 
 
 class PayloadTooLarge(ApiError):

@@ -61,7 +61,11 @@ async def system_info(state: State) -> dict[str, Any]:
 
 @get("/openapi.json", tags=["system"], summary="The OpenAPI document", include_in_schema=False)
 async def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    return Response(request.app.openapi_schema.to_schema(), media_type="application/vnd.oai.openapi+json")
+    """The application's document, extended by modules whose endpoints are data (collections)."""
+    document = request.app.openapi_schema.to_schema()
+    for extend in getattr(request.app.state, "openapi_extenders", ()):
+        document = await extend(document)
+    return Response(document, media_type="application/vnd.oai.openapi+json")
 
 
 def kernel_routes(*, metrics_enabled: bool = True) -> list[Any]:

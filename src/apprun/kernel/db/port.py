@@ -17,7 +17,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Connection", "Database", "Dialect", "PoolStats", "Row"]
+__all__ = ["FULL_TEXT_REFUSED", "Connection", "Database", "Dialect", "PoolStats", "Row"]
+
+#: The reason given when the database cannot parse a client's full-text query (both dialects).
+FULL_TEXT_REFUSED = "the full-text search query or its language is not valid"
 
 Dialect = Literal["sqlite", "postgres"]
 

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
 from apprun.kernel.config import DatabaseConfig
-from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
-from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
+from apprun.kernel.db.port import FULL_TEXT_REFUSED, Connection, Dialect, PoolStats, Row
+from apprun.kernel.errors import (
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    InvalidValue,
+    NotNullViolation,
+    StatementTimeout,
+    UniqueViolation,
+)
 from apprun.kernel.logging import get_logger
 from apprun.kernel.tracing import db_span
 
@@ -45,6 +52,14 @@ def translate_pg_error(exc: BaseException) -> Exception | None:
     """The `ApiError` a driver exception stands for, or None to let it propagate."""
     if isinstance(exc, pgerr.UniqueViolationError):
         return UniqueViolation(getattr(exc, "constraint_name", "") or "")
+    if isinstance(exc, pgerr.ForeignKeyViolationError):
+        return ForeignKeyViolation(details={"constraint": getattr(exc, "constraint_name", None)})
+    if isinstance(exc, pgerr.NotNullViolationError):
+        return NotNullViolation(getattr(exc, "column_name", "") or "")
+    if _client_text_search(exc):
+        return InvalidValue(details={"reason": FULL_TEXT_REFUSED})
+    if isinstance(exc, pgerr.DataError | pgerr.InvalidRegularExpressionError):
+        return InvalidValue(details={"reason": str(exc).split("\n", 1)[0][:300]})
     if isinstance(exc, pgerr.QueryCanceledError):
         return StatementTimeout()
     if isinstance(exc, _UNAVAILABLE):
@@ -52,6 +67,31 @@ def translate_pg_error(exc: BaseException) -> Exception | None:
     if isinstance(exc, pgerr.InterfaceError) and "closed" in str(exc):
         return DatabaseUnavailable()
     return None
+
+
+def _client_text_search(exc: BaseException) -> bool:
+    """A full-text query or configuration named by the client that PostgreSQL refuses."""
+    message = str(exc)
+    if isinstance(exc, pgerr.PostgresSyntaxError):
+        return "tsquery" in message
+    return isinstance(exc, pgerr.UndefinedObjectError) and "text search configuration" in message
+
+
+@contextmanager
+def _call(sql: str) -> Iterator[None]:
+    """One statement: traced, and a driver error turned into its `ApiError` where it is raised.
+
+    Translating here (not only when the transaction ends) lets code inside a
+    transaction catch `UniqueViolation` and friends on both dialects alike.
+    """
+    with db_span("postgres", sql):
+        try:
+            yield
+        except pgerr.PostgresError as exc:
+            translated = translate_pg_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
 
 class _PgConnection:
@@ -69,27 +109,27 @@ class _PgConnection:
             self._after_commit.append(callback)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        with db_span("postgres", sql):
+        with _call(sql):
             status: str = await self._raw.execute(sql, *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else -1
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        with db_span("postgres", sql):
+        with _call(sql):
             await self._raw.executemany(sql, args)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with db_span("postgres", sql):
+        with _call(sql):
             rows: list[Row] = await self._raw.fetch(sql, *args)
         return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        with db_span("postgres", sql):
+        with _call(sql):
             row: Row | None = await self._raw.fetchrow(sql, *args)
         return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        with db_span("postgres", sql):
+        with _call(sql):
             return await self._raw.fetchval(sql, *args)
 
     @property

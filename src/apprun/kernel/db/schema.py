@@ -344,3 +344,31 @@ webhook_attempts = sa.Table(
     sa.ForeignKeyConstraint(["delivery_id"], ["apprun_webhook_deliveries.id"], ondelete="CASCADE"),
     sa.Index(None, "delivery_id"),
 )
+
+# --- data ---------------------------------------------------------------
+#: Application collections: their definitions (JSON), one row each.
+collections = sa.Table(
+    "apprun_collections",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    _id("updated_by", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+#: Every change ever applied to a collection, with the SQL it ran.
+collection_history = sa.Table(
+    "apprun_collection_history",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("collection", sa.String(63), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("operation", sa.String(20), nullable=False),
+    sa.Column("changes", sa.Text, nullable=False),
+    sa.Column("definition", sa.Text, nullable=True),
+    _id("applied_by", nullable=True),
+    _ts("applied_at", nullable=False),
+    sa.Index(None, "collection", "version"),
+)

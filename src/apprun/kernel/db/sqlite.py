@@ -22,8 +22,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from apprun.kernel.db.port import Connection, Dialect, PoolStats, Row
-from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, UniqueViolation
+import regex
+
+from apprun.kernel.db.port import FULL_TEXT_REFUSED, Connection, Dialect, PoolStats, Row
+from apprun.kernel.errors import (
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    InvalidValue,
+    NotNullViolation,
+    StatementTimeout,
+    UniqueViolation,
+)
 from apprun.kernel.logging import get_logger
 from apprun.kernel.tracing import db_span
 
@@ -61,8 +70,20 @@ _UNAVAILABLE_MARKERS = ("unable to open", "disk i/o error", "no such file")
 
 def _translate(exc: sqlite3.Error) -> Exception | None:
     message = str(exc).lower()
-    if isinstance(exc, sqlite3.IntegrityError) and message.startswith("unique constraint failed"):
-        return UniqueViolation(str(exc).split(":", 1)[-1].strip())
+    if isinstance(exc, sqlite3.IntegrityError):
+        if message.startswith("unique constraint failed"):
+            return UniqueViolation(str(exc).split(":", 1)[-1].strip())
+        if message.startswith("foreign key constraint failed"):
+            return ForeignKeyViolation()
+        if message.startswith("not null constraint failed"):
+            return NotNullViolation(str(exc).split(":", 1)[-1].strip().split(".")[-1])
+    if message.startswith("apprun_regexp:"):
+        return InvalidValue(details={"reason": str(exc).split(":", 1)[1].strip()})
+    if message.startswith("user-defined function raised exception"):
+        # Python's sqlite3 replaces a function's own message; apprun's only function is the regexp one.
+        return InvalidValue(details={"reason": "the regular expression is not valid or took too long"})
+    if message.startswith("fts5:"):  # a full-text query FTS5 cannot parse
+        return InvalidValue(details={"reason": FULL_TEXT_REFUSED})
     if isinstance(exc, sqlite3.OperationalError):
         if message == "interrupted":
             return StatementTimeout()
@@ -71,6 +92,27 @@ def _translate(exc: sqlite3.Error) -> Exception | None:
         if any(marker in message for marker in _UNAVAILABLE_MARKERS):
             return DatabaseUnavailable()
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    return regex.compile(pattern)
+
+
+def _regexp(pattern: str | None, value: Any) -> int | None:
+    """SQLite has no regular expressions: PostgREST's ``match`` filters use this.
+
+    The ``regex`` module is used for its timeout: a pattern that backtracks
+    catastrophically fails the query (400) instead of holding a thread.
+    """
+    if pattern is None or value is None:
+        return None
+    try:
+        return 1 if _compiled(pattern).search(str(value), timeout=0.2) else 0
+    except TimeoutError:
+        raise sqlite3.OperationalError("apprun_regexp: the pattern took too long") from None
+    except regex.error:
+        raise sqlite3.OperationalError("apprun_regexp: invalid pattern") from None
 
 
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
@@ -190,6 +232,7 @@ class SQLiteDatabase:
             cached_statements=256,
         )
         raw.row_factory = sqlite3.Row
+        raw.create_function("apprun_regexp", 2, _regexp, deterministic=True)
         raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         raw.execute("PRAGMA foreign_keys = ON")
         if readonly:
