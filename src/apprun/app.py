@@ -21,6 +21,8 @@ from litestar.types import ControllerRouterHandler
 
 from apprun import __version__
 from apprun.auth.module import build_auth
+from apprun.data.hooks import Hooks
+from apprun.data.module import build_data
 from apprun.events.module import build_events
 from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError, Settings, load_settings
@@ -42,6 +44,7 @@ def create_app(
     *,
     extra_routes: Sequence[ControllerRouterHandler] = (),
     subscribers: Sequence[Registry] = (),
+    hooks: Hooks | None = None,
     configure_logs: bool = True,
 ) -> Litestar:
     """The apprun application for ``settings`` (read from the environment if None).
@@ -60,8 +63,11 @@ def create_app(
     tenancy = Tenancy(runtime.db, rbac)
     rbac.add_source(tenancy)
     auth = build_auth(runtime, tenancy, rbac)
+    data = build_data(runtime, rbac, hooks)
     runtime.on_start(events.start)
     runtime.on_start(auth.start)
+    runtime.on_start(data.start)
+    runtime.on_stop(data.stop)
     runtime.on_stop(events.stop)
     runtime.on_stop(auth.stop)
 
@@ -79,6 +85,7 @@ def create_app(
             *kernel_routes(metrics_enabled=settings.metrics_enabled),
             *auth.routes(),
             *events.routes(),
+            *data.routes(),
             TenantsController,
             RbacController,
             *extra_routes,
@@ -102,8 +109,9 @@ def create_app(
     app.state.runtime = runtime
     app.state.rbac = rbac
     app.state.tenancy = tenancy
-    for name, service in (auth.state() | events.state()).items():
+    for name, service in (auth.state() | events.state() | data.state()).items():
         setattr(app.state, name, service)
+    app.state.openapi_extenders = [data.openapi]
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.
     app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)

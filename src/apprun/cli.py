@@ -38,6 +38,8 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 app.add_typer(config_app, name="config")
 admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+collections_app = typer.Typer(help="Define the data API's collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -212,6 +214,50 @@ def admin_create(
         _fail(translator().gettext(exc.code, "en", exc.params) + detail)
     verb = "created" if created else "promoted to platform admin"
     console.print(f"[green]{email} {verb}[/] (user id {user_id})")
+
+
+@collections_app.command("apply")
+def collections_apply(
+    file: Annotated[Path, typer.Argument(help="a YAML or JSON file: one definition, a list, or {collections: [...]}")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the steps and the SQL; change nothing")] = False,
+    allow_destructive: Annotated[
+        bool, typer.Option("--allow-destructive", help="allow steps that delete data (dropping a field)")
+    ] = False,
+) -> None:
+    """Create or change collections to match a file (idempotent: applying it twice changes nothing)."""
+    if not file.is_file():
+        _fail(f"{file} does not exist", "give the path of a YAML file with collection definitions")
+    settings = _settings()
+    _preflight(settings)
+    from apprun.data.catalog import ApplyResult
+    from apprun.data.model import CollectionDef
+    from apprun.data.schema_file import apply_file
+    from apprun.kernel.errors import ApiError
+    from apprun.kernel.i18n import translator
+
+    def report(collection: CollectionDef, result: ApplyResult) -> None:
+        label = {"create": "created", "alter": "changed", "unchanged": "unchanged", "drop": "dropped"}
+        if dry_run:
+            console.print(f"[bold]{collection.name}[/]: would {result.operation}")
+            for step in result.changes:
+                console.print(f"  - {step['step']}{' [red](destructive)[/]' if step['destructive'] else ''}")
+            if result.sql:
+                typer.echo(result.sql)
+            return
+        version = f" (version {result.version})" if result.version else ""
+        console.print(f"[green]{collection.name}[/]: {label.get(result.operation, result.operation)}{version}")
+        for step in result.changes:
+            console.print(f"  - {step['step']}")
+
+    try:
+        with console.status(f"applying {file} …", spinner="dots"):
+            asyncio.run(
+                apply_file(settings, file, dry_run=dry_run, allow_destructive=allow_destructive, progress=report)
+            )
+    except ApiError as exc:
+        detail = f"\n{json.dumps(exc.details, indent=2, ensure_ascii=False)}" if exc.details else ""
+        hint = translator().gettext(exc.hint, "en", exc.params) if exc.hint else None
+        _fail(translator().gettext(exc.code, "en", exc.params) + detail, hint)
 
 
 @app.command()

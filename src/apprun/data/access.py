@@ -1,0 +1,86 @@
+"""Access rules: who may do what to a collection's rows, and which rows.
+
+A collection names one rule per action (``list``, ``view``, ``create``,
+``update``, ``delete``):
+
+* ``public`` — anyone, signed in or not. For a tenant-scoped collection an
+  anonymous caller names the tenant with the ``X-Tenant-Id`` header.
+* ``authenticated`` — any signed-in user or API key of the tenant.
+* ``owner`` — signed-in users, limited to rows whose owner field
+  (``owner_field``, default ``created_by``) holds their id; a created row's
+  owner is its creator.
+* ``rbac`` — the tenant's policies decide: ``read`` (list, view),
+  ``create``, ``update`` or ``delete`` on ``collection:<name>``.
+* ``nobody`` — only the bypass callers below.
+
+A tenant's service key and a platform admin bypass the rules (as Supabase's
+service role does), but never the tenant: their rows are the active
+tenant's too. The rule becomes an `Access`, compiled into the SQL ahead of
+the client's filter.
+"""
+
+from __future__ import annotations
+
+import re
+
+from apprun.data.model import CollectionDef
+from apprun.data.sql_select import Access
+from apprun.kernel.context import RequestContext
+from apprun.kernel.errors import BadRequest, Forbidden, Unauthorized
+from apprun.rbac.service import PLATFORM_ADMIN, Rbac
+
+__all__ = ["TENANT_HEADER", "RuleAction", "resolve_access"]
+
+TENANT_HEADER = "x-tenant-id"
+RuleAction = str  # "list" | "view" | "create" | "update" | "delete"
+_VERB = {"list": "read", "view": "read", "create": "create", "update": "update", "delete": "delete"}
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def bypasses_rules(ctx: RequestContext) -> bool:
+    return ctx.auth_method == "service" or bool(ctx.extra.get(PLATFORM_ADMIN))
+
+
+def _signed_in(ctx: RequestContext) -> bool:
+    return ctx.is_authenticated or ctx.auth_method in ("api_key", "service")
+
+
+async def resolve_access(
+    rbac: Rbac,
+    ctx: RequestContext,
+    collection: CollectionDef,
+    action: RuleAction,
+    *,
+    tenant_header: str | None = None,
+) -> Access:
+    """The rows ``ctx`` may ``action`` in ``collection``; 401/403 when none at all."""
+    rule = getattr(collection.rules, action)
+    tenant = ctx.tenant_id
+    if collection.scope == "tenant" and tenant is None and rule == "public" and tenant_header:
+        header = tenant_header.strip().lower()
+        if not _UUID.match(header):
+            raise BadRequest("data.invalid_tenant_header")
+        tenant = header
+    if collection.scope == "tenant" and tenant is None:
+        if not _signed_in(ctx) and rule != "public":
+            raise Unauthorized()
+        raise BadRequest("data.tenant_required", params={"collection": collection.name})
+    tenant_id = tenant if collection.scope == "tenant" else None
+    if bypasses_rules(ctx) or rule == "public":
+        return Access(tenant_id=tenant_id)
+    if not _signed_in(ctx):
+        raise Unauthorized()
+    if rule == "nobody":
+        raise Forbidden("data.forbidden", params={"action": action, "collection": collection.name})
+    if rule == "authenticated":
+        return Access(tenant_id=tenant_id)
+    if rule == "owner":
+        if ctx.user_id is None:  # an API key is nobody's user
+            raise Forbidden("data.forbidden", params={"action": action, "collection": collection.name})
+        if action == "create":
+            return Access(tenant_id=tenant_id)
+        return Access(tenant_id=tenant_id, owner_column=collection.owner_column, owner_id=ctx.user_id)
+    decision = await rbac.authorize(ctx, _VERB[action], f"collection:{collection.name}")
+    if not decision.allowed:
+        raise Forbidden("data.forbidden", params={"action": action, "collection": collection.name})
+    return Access(tenant_id=tenant_id)

@@ -1,0 +1,401 @@
+"""HTTP for the data API: ``/data/{collection}`` (and ``/rest/v1/{collection}``), PostgREST's dialect.
+
+The handlers translate headers and status codes; the grammar, rules and SQL
+live below. Replies to reads are the bytes the database built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import msgspec
+from litestar import Request, Response, delete, get, head, patch, post, put
+from litestar.datastructures import State
+from litestar.params import FromPath
+
+from apprun.data.access import TENANT_HEADER
+from apprun.data.http_prefs import CSV, Preferences, content_range, negotiate, parse_prefer, parse_range, to_csv
+from apprun.data.query_ast import ReadQuery
+from apprun.data.query_grammar import MAX_PARAMS, parse_read
+from apprun.data.service import DataService, ReadResult, WriteResult
+from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
+from apprun.kernel.http import ctx_of
+
+__all__ = ["data_routes"]
+
+_PATHS = ["/data/{collection:str}", "/rest/v1/{collection:str}"]
+_RECORD_PATHS = ["/data/{collection:str}/{record_id:str}", "/rest/v1/{collection:str}/{record_id:str}"]
+_JSON_TYPES = ("application/json", "application/vnd.pgrst.object+json", "")
+
+
+def _service(state: State) -> DataService:
+    service: DataService = state.data
+    return service
+
+
+def _raw_query(request: Request[Any, Any, Any]) -> str:
+    raw: bytes = request.scope.get("query_string", b"")
+    return raw.decode("latin-1")
+
+
+def _query(request: Request[Any, Any, Any]) -> ReadQuery:
+    return _parse(_raw_query(request))
+
+
+@lru_cache(maxsize=1024)
+def _parse(raw: str) -> ReadQuery:
+    """The parsed query string; pure, so a repeated one is parsed once (refusals are not cached)."""
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_PARAMS, encoding="utf-8", errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("data.invalid_query", details={"expected": f"at most {MAX_PARAMS} UTF-8 parameters"}) from None
+    return parse_read(pairs)
+
+
+def _prefs(request: Request[Any, Any, Any]) -> Preferences:
+    return parse_prefer(request.headers.getall("prefer", []))
+
+
+async def _body(request: Request[Any, Any, Any]) -> Any:
+    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media not in _JSON_TYPES:
+        raise ApiError("data.unsupported_media_type", status=415, params={"type": media[:100]})
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest(
+            "data.invalid_body", params={"type": "nothing"}, details={"expected": "a JSON object or array"}
+        )
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise BadRequest("request.malformed", details=str(exc)[:200]) from None
+
+
+@contextmanager
+def _write_errors(action: Literal["write", "delete"]) -> Iterator[None]:
+    """Database refusals as the data API's codes."""
+    try:
+        yield
+    except UniqueViolation as exc:
+        raise Conflict("data.unique_violation", details={"constraint": exc.constraint or None}) from exc
+    except ForeignKeyViolation as exc:
+        if exc.code != ForeignKeyViolation.default_code:
+            raise
+        code = "data.still_referenced" if action == "delete" else "data.invalid_reference"
+        raise Conflict(code) from exc
+
+
+def _headers(prefs: Preferences, *keys: str, **extra: str | None) -> dict[str, str]:
+    out = {k.replace("_", "-").title(): v for k, v in extra.items() if v is not None}
+    applied = prefs.applied(*keys)
+    if applied:
+        out["Preference-Applied"] = applied
+    return out
+
+
+def _single(body: str, rows: int) -> str:
+    if rows != 1:
+        raise ApiError("data.not_single", status=406, params={"rows": rows}, details={"rows": rows})
+    text = body.strip()
+    return text[1:-1].strip()
+
+
+def _render(body: str, rows: int, representation: str) -> tuple[str, str]:
+    if representation == "object":
+        return _single(body, rows), "application/json"
+    if representation == "csv":
+        return to_csv(body), CSV  # Litestar adds "; charset=utf-8"
+    return body, "application/json"
+
+
+# --- reads -------------------------------------------------------------------------------------
+async def _read(
+    request: Request[Any, Any, Any], state: State, collection: FromPath[str]
+) -> tuple[ReadResult, int, dict[str, str], str]:
+    representation = negotiate(request.headers.get("accept"))
+    prefs = _prefs(request)
+    query = _query(request)
+    limit, offset = query.limit, query.offset
+    ranged = parse_range(request.headers.get("range"), request.headers.get("range-unit"))
+    if ranged is not None and limit is None and offset is None:
+        offset, limit = ranged
+    count = prefs.get("count")
+    result = await _service(state).read(
+        ctx_of(request),
+        collection,
+        query,
+        limit=limit,
+        offset=offset,
+        count=count,  # type: ignore[arg-type]
+        tenant_header=request.headers.get(TENANT_HEADER),
+        cache_key=_raw_query(request),
+    )
+    start = offset or 0
+    status = 200
+    if result.total is not None:
+        if start > result.total or (start and start == result.total and result.total > 0 and not result.rows):
+            raise ApiError(
+                "data.range_not_satisfiable",
+                status=416,
+                params={"total": result.total},
+                headers={"Content-Range": f"*/{result.total}"},
+            )
+        if result.rows < result.total:
+            status = 206
+    headers = _headers(prefs, "count", "handling", content_range=content_range(start, result.rows, result.total))
+    return result, status, headers, representation
+
+
+@get(_PATHS, summary="Read rows: PostgREST filters, select, order, paging", tags=["data"])
+async def read_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+    result, status, headers, representation = await _read(request, state, collection)
+    body, media = _render(result.body, result.rows, representation)
+    return Response(body, status_code=status, media_type=media, headers=headers)
+
+
+@head(_PATHS, summary="Read rows without a body (counts and ranges in the headers)", tags=["data"])
+async def head_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[None]:
+    _, status, headers, _ = await _read(request, state, collection)
+    return Response(None, status_code=status, headers=headers)
+
+
+# --- writes --------------------------------------------------------------------------------------
+def _write_reply(
+    request: Request[Any, Any, Any],
+    prefs: Preferences,
+    result: WriteResult,
+    collection: str,
+    *,
+    created: bool,
+) -> Response[str]:
+    returning = prefs.get("return") or "minimal"
+    headers = _headers(prefs, "return", "count", "resolution", "missing", "handling")
+    if prefs.get("count"):
+        headers["Content-Range"] = content_range(0, result.rows, result.rows)
+    else:
+        headers["Content-Range"] = content_range(0, result.rows, None)
+    if returning == "representation" and result.body is not None:
+        body, media = _render(result.body, result.rows, negotiate(request.headers.get("accept")))
+        return Response(body, status_code=201 if created else 200, media_type=media, headers=headers)
+    if returning == "headers-only" and created and len(result.ids) == 1:
+        base = request.url.path.rstrip("/")
+        headers["Location"] = f"{base}?id=eq.{result.ids[0]}"
+    return Response("", status_code=201 if created else 204, headers=headers)
+
+
+def _returning(prefs: Preferences, query: ReadQuery) -> ReadQuery | None:
+    return query if prefs.get("return") == "representation" else None
+
+
+def _expect_one(request: Request[Any, Any, Any], prefs: Preferences) -> bool:
+    return prefs.get("return") == "representation" and negotiate(request.headers.get("accept")) == "object"
+
+
+@post(
+    _PATHS, summary="Insert rows (an object or an array, all or nothing); upsert with Prefer: resolution", tags=["data"]
+)
+async def insert_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+    prefs = _prefs(request)
+    query = _query(request)
+    body = _only_columns(await _body(request), query.columns, missing_default=prefs.get("missing") == "default")
+    resolution = prefs.get("resolution")
+    with _write_errors("write"):
+        result = await _service(state).create(
+            ctx_of(request),
+            collection,
+            body,
+            returning=_returning(prefs, query),
+            resolution=resolution,  # type: ignore[arg-type]
+            on_conflict=query.on_conflict,
+            tenant_header=request.headers.get(TENANT_HEADER),
+            expect_one=_expect_one(request, prefs),
+        )
+    return _write_reply(request, prefs, result, collection, created=True)
+
+
+def _only_columns(body: Any, columns: tuple[str, ...], *, missing_default: bool) -> Any:
+    """``columns=a,b``: take only these keys of each object (PostgREST's bulk-insert shape).
+
+    A listed key an object lacks is null, as in PostgREST, unless ``Prefer: missing=default``
+    (then the field's default applies). Supabase's clients list every key of a bulk insert in
+    ``columns`` and rely on this (their ``default_to_null``, on by default).
+    """
+    if not columns:
+        return body
+    keep = set(columns)
+
+    def shape(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        kept = {k: v for k, v in item.items() if k in keep}
+        return kept if missing_default else dict.fromkeys(columns) | kept
+
+    return [shape(item) for item in body] if isinstance(body, list) else shape(body)
+
+
+@patch(_PATHS, summary="Update the rows the filters select", tags=["data"])
+async def update_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+    prefs = _prefs(request)
+    query = _query(request)
+    body = await _body(request)
+    with _write_errors("write"):
+        result = await _service(state).update(
+            ctx_of(request),
+            collection,
+            query,
+            body,
+            returning=_returning(prefs, query),
+            tenant_header=request.headers.get(TENANT_HEADER),
+            expect_one=_expect_one(request, prefs),
+        )
+    return _write_reply(request, prefs, result, collection, created=False)
+
+
+@delete(_PATHS, summary="Delete the rows the filters select", tags=["data"], status_code=200)
+async def delete_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+    prefs = _prefs(request)
+    query = _query(request)
+    with _write_errors("delete"):
+        result = await _service(state).delete(
+            ctx_of(request),
+            collection,
+            query,
+            returning=_returning(prefs, query),
+            tenant_header=request.headers.get(TENANT_HEADER),
+            expect_one=_expect_one(request, prefs),
+        )
+    return _write_reply(request, prefs, result, collection, created=False)
+
+
+@put(_PATHS, summary="Upsert one row: PUT /data/c?id=eq.<uuid> with the whole row", tags=["data"])
+async def put_row(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+    prefs = _prefs(request)
+    query = _query(request)
+    record_id = _id_from_filter(query)
+    return await _put(request, state, collection, record_id, prefs=prefs, query=query)
+
+
+def _id_from_filter(query: ReadQuery) -> str:
+    from apprun.data.query_ast import Filter
+
+    where = query.where
+    if (
+        len(where) != 1
+        or not isinstance(where[0], Filter)
+        or where[0].path.column != "id"
+        or where[0].path.json_path
+        or where[0].op != "eq"
+        or where[0].negate
+        or not isinstance(where[0].value, str)
+    ):
+        raise BadRequest("data.put_needs_id", hint="data.put_needs_id_hint")
+    return where[0].value
+
+
+async def _put(
+    request: Request[Any, Any, Any],
+    state: State,
+    collection: str,
+    record_id: str,
+    *,
+    prefs: Preferences,
+    query: ReadQuery,
+) -> Response[str]:
+    body = await _body(request)
+    with _write_errors("write"):
+        result = await _service(state).put(
+            ctx_of(request),
+            collection,
+            record_id,
+            body,
+            returning=_returning(prefs, query),
+            tenant_header=request.headers.get(TENANT_HEADER),
+        )
+    return _write_reply(request, prefs, result, collection, created=result.created)
+
+
+# --- one record by id (PocketBase's shape: 404 when absent or not yours) ----------------------------
+def _select_only(request: Request[Any, Any, Any]) -> ReadQuery:
+    query = _query(request)
+    if query.where or query.order or query.limit is not None or query.offset is not None:
+        raise BadRequest("data.record_route_filters")
+    return query
+
+
+@get(_RECORD_PATHS, summary="One row by id (404 when it does not exist or is not yours)", tags=["data"])
+async def read_record(
+    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+) -> Response[str]:
+    query = _select_only(request)
+    body = await _service(state).get_one(
+        ctx_of(request), collection, record_id, query, tenant_header=request.headers.get(TENANT_HEADER)
+    )
+    return Response(body, media_type="application/json")
+
+
+@patch(_RECORD_PATHS, summary="Change one row by id; replies with the row", tags=["data"])
+async def update_record(
+    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+) -> Response[str]:
+    query = _select_only(request)
+    prefs = _prefs(request)
+    body = await _body(request)
+    minimal = prefs.get("return") == "minimal"
+    with _write_errors("write"):
+        result = await _service(state).update(
+            ctx_of(request),
+            collection,
+            ReadQuery(),
+            body,
+            returning=None if minimal else query,
+            tenant_header=request.headers.get(TENANT_HEADER),
+            ids=[_record_id(record_id)],
+        )
+    if not result.rows:
+        raise NotFound("data.record_not_found")
+    if minimal or result.body is None:
+        return Response("", status_code=204, headers=_headers(prefs, "return"))
+    return Response(_single(result.body, result.rows), media_type="application/json", headers=_headers(prefs, "return"))
+
+
+@delete(_RECORD_PATHS, summary="Delete one row by id", tags=["data"], status_code=204)
+async def delete_record(
+    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+) -> None:
+    _select_only(request)
+    with _write_errors("delete"):
+        result = await _service(state).delete(
+            ctx_of(request),
+            collection,
+            ReadQuery(),
+            tenant_header=request.headers.get(TENANT_HEADER),
+            ids=[_record_id(record_id)],
+        )
+    if not result.rows:
+        raise NotFound("data.record_not_found")
+
+
+@put(_RECORD_PATHS, summary="Replace one row by id, or create it with that id", tags=["data"])
+async def put_record(
+    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+) -> Response[str]:
+    query = _select_only(request)
+    prefs = _prefs(request)
+    return await _put(request, state, collection, _record_id(record_id), prefs=prefs, query=query)
+
+
+def _record_id(value: str) -> str:
+    from apprun.data.service import normalize_id
+
+    return normalize_id(value)
+
+
+def data_routes() -> list[Any]:
+    return [
+        read_rows, head_rows, insert_rows, update_rows, delete_rows, put_row,
+        read_record, update_record, delete_record, put_record,
+    ]  # fmt: skip

@@ -1,0 +1,110 @@
+"""The data service: reads and writes on collections, with rules, hooks and events.
+
+Every request runs in one transaction (a read on SQLite takes a pooled
+reader instead). On PostgreSQL that transaction first switches to the data
+role and sets the tenant — ``set_config('role', …, true)`` and
+``set_config('apprun.tenant_id', …, true)`` — so row-level security applies
+and both settings end with the transaction, whatever happens: a pooled
+connection never carries a tenant into the next request.
+
+Writes emit ``apprun.record.created|updated|deleted`` through the events
+outbox in the same transaction, one event per row, carrying the row as the
+API returns it (``record``) and, for updates and deletes, the row before
+(``old``). Rows removed or changed by the database itself (``on_delete:
+cascade`` / ``set_null``) emit no events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from apprun.data.hooks import ListEvent, run_chain
+from apprun.data.query_ast import ReadQuery
+from apprun.data.rows import Count, ReadResult, WriteResult, _first_tenant, fetch_one, normalize_id
+from apprun.data.sql_select import Access, CompiledRead
+from apprun.data.writes import DataWrites
+from apprun.kernel.context import RequestContext
+from apprun.kernel.db import Connection
+from apprun.kernel.errors import NotFound
+
+__all__ = ["DataService", "ReadResult", "WriteResult", "normalize_id"]
+
+
+class DataService(DataWrites):
+    """Reads and writes on collections (writes in `DataWrites`, shared plumbing in `RowsBase`)."""
+
+    # --- reading ---------------------------------------------------------------
+    async def read(
+        self,
+        ctx: RequestContext,
+        name: str,
+        query: ReadQuery,
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        count: Count | None = None,
+        action: Literal["list", "view"] = "list",
+        tenant_header: str | None = None,
+        ids: list[str] | None = None,
+        cache_key: str | None = None,
+    ) -> ReadResult:
+        """Rows of ``name`` as the JSON the database built.
+
+        ``cache_key`` (the raw query string the ``query`` was parsed from) lets
+        the compiled statement be reused by the next request with the same
+        parameters, whoever sends it: the tenant and user are bound at
+        execution, never baked into the cached SQL.
+        """
+        collection = await self.catalog.require(name)
+        hooked = self.hooks.has("list", name)
+        key = None
+        if cache_key is not None and ids is None and not hooked:
+            key = (self.catalog.version, name, cache_key, limit, offset, count is not None, action)
+        names = self._plans.names(key)
+        collections = await self.catalog.all()
+        reader = self._reader(collections)
+        if names is None:
+            names = reader.collections_used(collection, query.select)
+        access = await self._access_map(ctx, collection, names, action, tenant_header)
+        tenant = access[collection.name].tenant_id or _first_tenant(access)
+        async with self._scope(tenant, write=False) as conn:
+            event = ListEvent(collection=collection, ctx=ctx, conn=conn, query=query)
+
+            async def final(e: ListEvent) -> None:
+                def compile_with(slotted: dict[str, Access]) -> CompiledRead:
+                    return reader.compile(
+                        collection, e.query, slotted, limit=limit, offset=offset, with_count=count is not None, ids=ids
+                    )
+
+                compiled = self._plans.compiled(key, names, access, compile_with) if key else compile_with(access)
+                row = await fetch_one(conn, compiled.sql, compiled.params)
+                e.body = str(row[0])
+                e.rows = int(row[1])
+                if compiled.count_sql is not None:
+                    e.total = await self._count(conn, compiled.count_sql, compiled.count_params, count)
+
+            await run_chain(event, self.hooks.handlers("list", name), final)
+        if event.body is None:  # a hook skipped the read
+            return ReadResult("[]", 0, 0 if count else None)
+        return ReadResult(event.body, event.rows, event.total)
+
+    async def _count(self, conn: Connection, sql: str, params: list[Any], how: Count | None) -> int:
+        if self.dialect == "postgres" and how in ("planned", "estimated"):
+            plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *params)
+            planned = int(json.loads(plan)[0]["Plan"]["Plan Rows"]) if plan else 0
+            if how == "planned" or planned > self.settings.data_max_page_size:
+                return planned
+        return int(await conn.fetchval(sql, *params) or 0)
+
+    async def get_one(
+        self, ctx: RequestContext, name: str, record_id: str, query: ReadQuery, *, tenant_header: str | None = None
+    ) -> str:
+        """One row by id as a JSON object, or 404 (also when the caller may not see it)."""
+        result = await self.read(
+            ctx, name, query, action="view", tenant_header=tenant_header, ids=[normalize_id(record_id)]
+        )
+        rows = json.loads(result.body)
+        if not rows:
+            raise NotFound("data.record_not_found")
+        return json.dumps(rows[0], separators=(",", ":"), ensure_ascii=False)
