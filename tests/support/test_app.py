@@ -56,12 +56,43 @@ async def db_sleep(state: State, seconds: FromQuery[float] = 5.0) -> dict[str, A
     return {"slept": seconds}
 
 
+@get("/_test/db/session")
+async def db_session(state: State) -> dict[str, Any]:
+    """What a pooled connection carries between requests (checklist 15).
+
+    PostgreSQL: the role and tenant a data request set must have ended with
+    its transaction, and no transaction may be left open. SQLite has no roles
+    or settings; a transaction left open on the writer would make this one
+    fail to begin.
+    """
+    db = state.runtime.db
+    if db.dialect == "postgres":
+        async with db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT current_user::text, session_user::text, current_setting('role'), "
+                "current_setting('apprun.tenant_id', true)"
+            )
+            assert row is not None
+            driver: Any = conn  # the asyncpg connection underneath (`PgConnection.raw`)
+            return {
+                "dialect": "postgres",
+                "current_user": row[0],
+                "session_user": row[1],
+                "role": row[2],
+                "tenant_id": row[3],
+                "in_transaction": driver.raw.is_in_transaction(),
+            }
+    async with db.transaction() as conn:
+        await conn.fetchval("SELECT 1")
+    return {"dialect": "sqlite"}
+
+
 @post("/_test/echo")
 async def echo(data: JSONBody[dict[str, int]]) -> dict[str, int]:
     return data
 
 
-TEST_ROUTES = [boom, slow, db_roundtrip, db_sleep, echo]
+TEST_ROUTES = [boom, slow, db_roundtrip, db_sleep, db_session, echo]
 
 #: Event handlers only tests run. They write to ``test_handled`` (created by
 #: the test, see tests/events/conftest.py), in the delivery's transaction.

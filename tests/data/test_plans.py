@@ -1,0 +1,43 @@
+"""Compiled reads are reused across requests, never across tenants' data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+
+from tests.data.conftest import define
+from tests.support.accounts import bearer, register
+
+NOTES = {
+    "name": "notes",
+    "fields": [{"name": "title", "type": "text", "required": True}, {"name": "rank", "type": "integer"}],
+    "rules": {"list": "owner", "view": "owner", "create": "authenticated", "update": "owner", "delete": "owner"},
+}
+
+
+async def test_a_cached_plan_binds_each_callers_tenant_and_owner(
+    client: Any, app: Litestar, admin: dict[str, Any]
+) -> None:
+    await define(client, admin, NOTES)
+    users = [await register(client) for _ in range(3)]
+    for i, user in enumerate(users):
+        rows = [{"title": f"u{i}-{n}", "rank": n} for n in range(3)]
+        r = await client.post("/data/notes", json=rows, headers=bearer(user))
+        assert r.status_code == 201, r.text
+
+    plans = app.state.data._plans
+    query = "/data/notes?select=title&rank=gte.1&order=rank.desc"
+    before = (plans.hits, plans.misses)
+    for _ in range(2):
+        for i, user in enumerate(users):
+            r = await client.get(query, headers=bearer(user))
+            assert r.status_code == 200, r.text
+            assert r.json() == [{"title": f"u{i}-2"}, {"title": f"u{i}-1"}]
+    assert plans.misses - before[1] == 1  # compiled once, for the first caller
+    assert plans.hits - before[0] == 5  # then reused by every caller, each bound to its own rows
+
+    # A different parameter is a different plan.
+    r = await client.get("/data/notes?select=title&rank=gte.2", headers=bearer(users[0]))
+    assert r.json() == [{"title": "u0-2"}]
+    assert plans.misses - before[1] == 2
