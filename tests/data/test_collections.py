@@ -228,3 +228,44 @@ async def test_cli_applies_a_schema_file_idempotently(
     missing = _cli(tmp_path, database_url, "collections", "apply", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
+
+
+async def test_defaults_are_checked_when_the_collection_is_defined(client: Any, admin: dict[str, Any]) -> None:
+    bad = [
+        {"name": "status", "type": "enum", "values": ["a", "b"], "default": "c"},
+        {"name": "n", "type": "integer", "default": "1"},
+        {"name": "at", "type": "datetime", "default": "2024-01-01T00:00:00"},  # no zone
+    ]
+    for field in bad:
+        r = await client.post("/api/v1/collections", json={"name": "x", "fields": [field]}, headers=bearer(admin))
+        assert r.status_code == 400, (field, r.text)
+        assert r.json()["code"] == "data.invalid_collection"
+        assert r.json()["details"]["problems"][0]["at"] == "fields.0.default"
+    ok = {"name": "x", "fields": [{"name": "at", "type": "datetime", "default": "now"}]}
+    assert (await client.post("/api/v1/collections", json=ok, headers=bearer(admin))).status_code == 201
+
+
+async def test_openapi_describes_each_collection_and_follows_its_changes(client: Any, admin: dict[str, Any]) -> None:
+    await define(
+        client, admin, {**NOTES, "fields": [*NOTES["fields"], {"name": "secret", "type": "text", "hidden": True}]}
+    )
+    document = (await client.get("/openapi.json")).json()
+    assert {"/data/notes", "/data/notes/{id}"} <= set(document["paths"])
+    assert {"get", "post", "patch", "delete"} == set(document["paths"]["/data/notes"])
+    row = document["components"]["schemas"]["notes"]
+    assert {"id", "tenant_id", "created_at", "title", "body"} <= set(row["properties"])
+    assert "secret" not in row["properties"]  # hidden fields are never returned
+    write = document["components"]["schemas"]["notes.write"]
+    assert write["required"] == ["title"]
+    assert write["properties"]["title"]["maxLength"] == 100
+    assert "id" not in write["properties"]
+
+    await define(
+        client,
+        admin,
+        {**NOTES, "fields": [*NOTES["fields"], {"name": "pinned", "type": "boolean"}]},
+        allow_destructive="true",
+    )
+    document = (await client.get("/openapi.json")).json()
+    assert "pinned" in document["components"]["schemas"]["notes"]["properties"]
+    assert "secret" not in document["components"]["schemas"]["notes.write"]["properties"]

@@ -37,7 +37,27 @@ async def test_a_cached_plan_binds_each_callers_tenant_and_owner(
     assert plans.misses - before[1] == 1  # compiled once, for the first caller
     assert plans.hits - before[0] == 5  # then reused by every caller, each bound to its own rows
 
-    # A different parameter is a different plan.
-    r = await client.get("/data/notes?select=title&rank=gte.2", headers=bearer(users[0]))
+    # Other values, another page: the same shape, the same plan.
+    r = await client.get("/data/notes?select=title&rank=gte.2&order=rank.desc", headers=bearer(users[0]))
     assert r.json() == [{"title": "u0-2"}]
+    r = await client.get("/data/notes?select=title&rank=gte.0&order=rank.desc&offset=2", headers=bearer(users[1]))
+    assert r.json() == [{"title": "u1-0"}]
+    assert plans.misses - before[1] == 2  # offset=2 adds an OFFSET clause: one more shape
+    r = await client.get("/data/notes?select=title&rank=gte.0&order=rank.desc&offset=1", headers=bearer(users[2]))
+    assert r.json() == [{"title": "u2-1"}, {"title": "u2-0"}]
     assert plans.misses - before[1] == 2
+
+    # A bad value in a cached shape is still refused, with the same error as the first time.
+    for _ in range(2):
+        r = await client.get("/data/notes?select=title&rank=gte.many&order=rank.desc", headers=bearer(users[0]))
+        assert r.status_code == 400
+        assert r.json()["code"] == "data.invalid_filter_value"
+
+    # Another operator, another length of an in-list: other shapes.
+    r = await client.get("/data/notes?select=title&rank=lt.1&order=rank.desc", headers=bearer(users[0]))
+    assert r.json() == [{"title": "u0-0"}]
+    r = await client.get("/data/notes?select=title&rank=in.(0,2)&order=rank.desc", headers=bearer(users[0]))
+    assert r.json() == [{"title": "u0-2"}, {"title": "u0-0"}]
+    r = await client.get("/data/notes?select=title&rank=in.(1)&order=rank.desc", headers=bearer(users[0]))
+    assert r.json() == [{"title": "u0-1"}]
+    assert plans.misses - before[1] == 5

@@ -132,7 +132,6 @@ async def _read(
         offset=offset,
         count=count,  # type: ignore[arg-type]
         tenant_header=request.headers.get(TENANT_HEADER),
-        cache_key=_raw_query(request),
     )
     start = offset or 0
     status = 200

@@ -18,6 +18,7 @@ bypasses nothing, so row-level security applies to it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from sqlalchemy.pool import NullPool
 from apprun.data.ddl import Change, apply_changes, plan_create, plan_drop, render_sql
 from apprun.data.diff import diff
 from apprun.data.model import CollectionDef
+from apprun.data.validation import NOW, validate_value
 from apprun.kernel.config import Settings
 from apprun.kernel.db import Database
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, NotFound
@@ -45,15 +47,33 @@ _PG_DDL_LOCK = 0x61707072756E04
 
 
 def parse_definition(body: Any) -> CollectionDef:
-    """A definition from JSON/YAML, or 400 ``data.invalid_collection`` with pydantic's findings."""
+    """A definition from JSON/YAML, or 400 ``data.invalid_collection`` with pydantic's findings.
+
+    Defaults are checked like a client's values, so a default that every insert
+    would refuse (an enum default outside its values, ``"1"`` for an integer)
+    is refused here, once, rather than on every insert.
+    """
     try:
-        return CollectionDef.model_validate(body)
+        collection = CollectionDef.model_validate(body)
     except ValidationError as exc:
         problems = [
             {"at": ".".join(str(p) for p in err["loc"]), "message": str(err["msg"]).removeprefix("Value error, ")}
             for err in exc.errors()
         ]
         raise BadRequest("data.invalid_collection", details={"problems": problems}) from None
+    bad_defaults = []
+    for index, f in enumerate(collection.fields):
+        if f.default is None or (f.type == "datetime" and f.default == NOW):
+            continue
+        default = f.default.isoformat() if isinstance(f.default, dt.date) else f.default
+        try:
+            validate_value(f, default, dialect="sqlite", locale="en")
+        except BadRequest as exc:
+            found = (exc.details or {}).get("fields", {}).get(f.name, [{}])
+            bad_defaults.append({"at": f"fields.{index}.default", "message": found[0].get("message", "not valid")})
+    if bad_defaults:
+        raise BadRequest("data.invalid_collection", details={"problems": bad_defaults})
+    return collection
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ class FieldDef(BaseModel):
     unique: bool = False
     default: Any = None
     #: Numbers: the smallest and largest value allowed.
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None
+    max: int | float | None = None
     #: Text: the shortest and longest length allowed.
     min_length: int | None = Field(None, ge=0)
     max_length: int | None = Field(None, ge=1)
@@ -104,6 +104,13 @@ class FieldDef(BaseModel):
     def _name(cls, value: str | None) -> str | None:
         if value is not None and (not valid_identifier(value) or value in RESERVED_NAMES):
             raise ValueError(f"{value!r} is not a usable field name (lower case, digits, _; not a system name)")
+        return value
+
+    @field_validator("through", "collection")
+    @classmethod
+    def _collection_ref(cls, value: str | None) -> str | None:
+        if value is not None and not valid_identifier(value):
+            raise ValueError(f"{value!r} is not a collection name (lower case, digits, _)")
         return value
 
     @field_validator("pattern")

@@ -1,28 +1,44 @@
-"""Compiled reads, kept per query so a repeated request skips the compiler.
+"""Compiled reads, cached by the query's *shape* so a repeated request skips the compiler.
 
 A read's SQL depends on the collection's definition (the catalog version),
-the query string, the paging and on *which* access predicates apply — not on
-whose they are. The compiler is given placeholder objects for the tenant and
-the user; the cached statement keeps them as parameters, and each request
-binds its own values. So one cached plan serves every tenant and user, and a
-tenant's id can never leak into another tenant's statement. Entries are
-evicted least recently used first; a catalog change makes old keys unreachable.
+the query's structure and on *which* access predicates apply — not on the
+filter values, the page's offset, or whose tenant and user it is. So a
+query is first hollowed: each filter value that only becomes a parameter
+(``eq``, ``gt``, ``like``, ``match``, ``fts``, every element of ``in`` …) is
+replaced by a `Hole`, the offset too, and the tenant and user become
+placeholders. The hollow query is the cache key; its compiled statement keeps
+`Deferred` parameters that convert this request's values (type checks
+included) when it is bound. ``title=eq.a`` and ``title=eq.b`` share one plan;
+``title=eq.a`` and ``title=like.a*`` do not, nor do ``in`` lists of different
+lengths or ``is.null`` and ``is.true`` (their SQL differs).
+
+One cached plan serves every tenant and user, and a tenant's id can never be
+baked into a statement another tenant runs. Entries are evicted least
+recently used first; a catalog change makes old keys unreachable.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import replace
-from typing import Any, Final
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, cast
 
+from apprun.data.query_ast import BoolExpr, Condition, EmbedOptions, ReadQuery
+from apprun.data.sql_expr import Deferred, Hole
 from apprun.data.sql_select import Access, CompiledRead
 
-__all__ = ["Plans"]
+__all__ = ["Hollow", "Plans", "hollow"]
+
+#: Operators whose value is only ever a bound parameter (so it can be left out of the shape).
+_BOUND_ONLY = frozenset(
+    {"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "isdistinct",
+     "fts", "plfts", "phfts", "wfts", "in"}
+)  # fmt: skip
 
 
 class _Slot:
-    """A placeholder bound per request."""
+    """A placeholder for the tenant or the user, bound per request."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -33,6 +49,56 @@ class _Slot:
 
 TENANT: Final = _Slot("tenant")
 OWNER: Final = _Slot("owner")
+
+
+@dataclass(frozen=True)
+class Hollow:
+    """A query without its values: ``query`` to compile, ``key`` to cache by, ``values`` to bind."""
+
+    query: ReadQuery
+    key: Hashable
+    values: tuple[str, ...]
+    #: The offset, as the hole the compiler gets (None when there is none).
+    offset: Deferred | None
+
+
+def hollow(query: ReadQuery, offset: int | None) -> Hollow:
+    """``query`` with its bound-only values (and ``offset``) replaced by holes."""
+    values: list[str] = []
+
+    def hole(value: str) -> Hole:
+        values.append(value)
+        return Hole(len(values) - 1)
+
+    def condition(c: Condition) -> Condition:
+        if isinstance(c, BoolExpr):
+            return replace(c, items=tuple(condition(i) for i in c.items))
+        if c.op not in _BOUND_ONLY or c.modifier in ("any", "all"):
+            return c
+        if isinstance(c.value, tuple):
+            return replace(c, value=cast(Any, tuple(hole(v) for v in c.value)))
+        return replace(c, value=cast(Any, hole(c.value)))
+
+    def options(o: EmbedOptions) -> EmbedOptions:
+        return replace(o, where=tuple(condition(c) for c in o.where))
+
+    hollowed = replace(
+        query,
+        where=tuple(condition(c) for c in query.where),
+        embedded={path: options(o) for path, o in query.embedded.items()},
+    )
+    offset_slot = None
+    if offset:
+        values.append(str(offset))
+        offset_slot = Deferred(len(values) - 1, int)
+    key = (
+        hollowed.select,
+        hollowed.where,
+        hollowed.order,
+        tuple(sorted(hollowed.embedded.items())),
+        offset_slot is not None,
+    )
+    return Hollow(hollowed, key, tuple(values), offset_slot)
 
 
 def _shape(access: dict[str, Access]) -> tuple[tuple[str, bool, str | None], ...]:
@@ -61,18 +127,19 @@ class Plans:
         key: Hashable,
         names: set[str],
         access: dict[str, Access],
+        values: Sequence[str],
         compile_with: Callable[[dict[str, Access]], CompiledRead],
     ) -> CompiledRead:
-        """The statement for ``key`` under this access shape, bound to this request's tenant and user."""
+        """The statement for ``key`` under this access shape, bound to this request's values, tenant and user."""
         full = (key, _shape(access))
         plan = self._compiled.get(full)
         if plan is None:
             self.misses += 1
             slotted = {
                 name: Access(
-                    tenant_id=TENANT if a.tenant_id is not None else None,  # type: ignore[arg-type]
+                    tenant_id=cast(Any, TENANT) if a.tenant_id is not None else None,
                     owner_column=a.owner_column,
-                    owner_id=OWNER if a.owner_column is not None else None,  # type: ignore[arg-type]
+                    owner_id=cast(Any, OWNER) if a.owner_column is not None else None,
                 )
                 for name, a in access.items()
             }
@@ -85,7 +152,9 @@ class Plans:
         tenant = next((a.tenant_id for a in access.values() if a.tenant_id is not None), None)
         owner = next((a.owner_id for a in access.values() if a.owner_column is not None), None)
         return replace(
-            plan, params=_bind(plan.params, tenant, owner), count_params=_bind(plan.count_params, tenant, owner)
+            plan,
+            params=bind(plan.params, values, tenant, owner),
+            count_params=bind(plan.count_params, values, tenant, owner),
         )
 
     def _remember(self, cache: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
@@ -95,5 +164,16 @@ class Plans:
             cache.popitem(last=False)
 
 
-def _bind(params: list[Any], tenant: str | None, owner: str | None) -> list[Any]:
-    return [tenant if p is TENANT else owner if p is OWNER else p for p in params]
+def bind(params: list[Any], values: Sequence[str], tenant: str | None, owner: str | None) -> list[Any]:
+    """A statement's parameters for one request (value conversions may raise their 400s here)."""
+    out: list[Any] = []
+    for p in params:
+        if p is TENANT:
+            out.append(tenant)
+        elif p is OWNER:
+            out.append(owner)
+        elif isinstance(p, Deferred):
+            out.append(p.bind(values))
+        else:
+            out.append(p)
+    return out

@@ -20,6 +20,7 @@ import json
 from typing import Any, Literal
 
 from apprun.data.hooks import ListEvent, run_chain
+from apprun.data.plans import hollow
 from apprun.data.query_ast import ReadQuery
 from apprun.data.rows import Count, ReadResult, WriteResult, _first_tenant, fetch_one, normalize_id
 from apprun.data.sql_select import Access, CompiledRead
@@ -47,20 +48,18 @@ class DataService(DataWrites):
         action: Literal["list", "view"] = "list",
         tenant_header: str | None = None,
         ids: list[str] | None = None,
-        cache_key: str | None = None,
     ) -> ReadResult:
         """Rows of ``name`` as the JSON the database built.
 
-        ``cache_key`` (the raw query string the ``query`` was parsed from) lets
-        the compiled statement be reused by the next request with the same
-        parameters, whoever sends it: the tenant and user are bound at
-        execution, never baked into the cached SQL.
+        The compiled statement is cached by the query's shape (see plans.py):
+        the next request of the same shape — other filter values, another
+        page, another tenant — binds its own values to it.
         """
         collection = await self.catalog.require(name)
-        hooked = self.hooks.has("list", name)
-        key = None
-        if cache_key is not None and ids is None and not hooked:
-            key = (self.catalog.version, name, cache_key, limit, offset, count is not None, action)
+        shape = None
+        if ids is None and not self.hooks.has("list", name):
+            shape = hollow(query, offset)
+        key = (self.catalog.version, name, shape.key, limit, count is not None, action) if shape else None
         names = self._plans.names(key)
         collections = await self.catalog.all()
         reader = self._reader(collections)
@@ -72,12 +71,19 @@ class DataService(DataWrites):
             event = ListEvent(collection=collection, ctx=ctx, conn=conn, query=query)
 
             async def final(e: ListEvent) -> None:
-                def compile_with(slotted: dict[str, Access]) -> CompiledRead:
-                    return reader.compile(
-                        collection, e.query, slotted, limit=limit, offset=offset, with_count=count is not None, ids=ids
-                    )
+                with_count = count is not None
+                if key is not None and shape is not None and e.query is query:
 
-                compiled = self._plans.compiled(key, names, access, compile_with) if key else compile_with(access)
+                    def compile_hollow(slotted: dict[str, Access]) -> CompiledRead:
+                        return reader.compile(
+                            collection, shape.query, slotted, limit=limit, offset=shape.offset, with_count=with_count
+                        )
+
+                    compiled = self._plans.compiled(key, names, access, shape.values, compile_hollow)
+                else:
+                    compiled = reader.compile(
+                        collection, e.query, access, limit=limit, offset=offset, with_count=with_count, ids=ids
+                    )
                 row = await fetch_one(conn, compiled.sql, compiled.params)
                 e.body = str(row[0])
                 e.rows = int(row[1])

@@ -9,6 +9,7 @@ databases get expressions that render identical JSON for identical rows.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
@@ -45,6 +46,24 @@ _PG_DATETIME = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 def quote(identifier: str) -> str:
     """A double-quoted identifier (names are checked against the schema before this)."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Hole:
+    """A filter value left out of a query's shape: the ``index``-th value of the request."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A parameter computed from a request's value when a cached statement is bound."""
+
+    index: int
+    convert: Callable[[str], Any]
+
+    def bind(self, values: Sequence[str]) -> Any:
+        return self.convert(values[self.index])
 
 
 @dataclass

@@ -12,11 +12,12 @@ an FTS5 table on SQLite.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from apprun.data.model import CollectionDef, FieldDef
 from apprun.data.query_ast import BoolExpr, Condition, Filter
-from apprun.data.sql_expr import SYSTEM_TYPES, Params, json_compare, path_expr, quote, text_value
+from apprun.data.sql_expr import SYSTEM_TYPES, Deferred, Hole, Params, json_compare, path_expr, quote, text_value
 from apprun.data.validation import coerce_filter_value
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
@@ -117,18 +118,18 @@ class _Compiler:
             # The value as the API shows it (2024-01-15T10:00:00.000000Z, true, 2), on both databases.
             expr = text_value(expr, field_type, self.dialect)
         if op in ("like", "ilike"):
-            raw = self._raw(f.value)
             if self.dialect == "postgres":
-                pattern = self.params.add(_like_pattern(raw, "postgres", glob=False))
+                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "postgres", glob=False)))
                 return f"{expr}::text {'ILIKE' if op == 'ilike' else 'LIKE'} {pattern}"
             if op == "ilike":
-                return f"lower({expr}) LIKE lower({self.params.add(_like_pattern(raw, 'sqlite', glob=False))})"
-            return f"{expr} GLOB {self.params.add(_like_pattern(raw, 'sqlite', glob=True))}"
+                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "sqlite", glob=False)))
+                return f"lower({expr}) LIKE lower({pattern})"
+            pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "sqlite", glob=True)))
+            return f"{expr} GLOB {pattern}"
         if op in ("match", "imatch"):
-            raw = self._raw(f.value)
             if self.dialect == "postgres":
-                return f"{expr}::text {'~*' if op == 'imatch' else '~'} {self.params.add(raw)}"
-            pattern = f"(?i){raw}" if op == "imatch" else raw
+                return f"{expr}::text {'~*' if op == 'imatch' else '~'} {self.params.add(self._conv(f.value, str))}"
+            pattern = self._conv(f.value, (lambda raw: f"(?i){raw}") if op == "imatch" else str)
             return f"apprun_regexp({self.params.add(pattern)}, {expr})"
         if op == "in":
             values = f.value if isinstance(f.value, tuple) else (f.value,)
@@ -166,13 +167,23 @@ class _Compiler:
         raise BadRequest("data.invalid_query", details={"operator": op})
 
     @staticmethod
-    def _raw(value: str | tuple[str, ...]) -> str:
+    def _raw(value: str | tuple[str, ...] | Hole) -> str:
         if isinstance(value, tuple):
             raise _bad_value({"value": list(value)})
+        if isinstance(value, Hole):  # pragma: no cover - holes are only made for ops that convert
+            raise BadRequest("data.invalid_query", details={"value": "?"})
         return value
 
-    def _scalar(self, field: FieldDef, value: str | tuple[str, ...]) -> Any:
-        raw = self._raw(value)
+    def _conv(self, value: str | tuple[str, ...] | Hole, convert: Callable[[str], Any]) -> Any:
+        """``convert(value)`` now, or, for a value left out of a cached shape, when the statement is bound."""
+        if isinstance(value, Hole):
+            return Deferred(value.index, convert)
+        return convert(self._raw(value))
+
+    def _scalar(self, field: FieldDef, value: str | tuple[str, ...] | Hole) -> Any:
+        return self._conv(value, lambda raw: self._scalar_now(field, raw))
+
+    def _scalar_now(self, field: FieldDef, raw: str) -> Any:
         if field.type == "json":  # a JSON value (a whole column or a -> path), compared as JSON
             try:
                 json.loads(raw)
@@ -231,7 +242,6 @@ class _Compiler:
         field = self.collection.field(f.path.column)
         if field is None or not field.searchable or f.path.json_path:
             raise BadRequest("data.not_searchable", params={"column": f.path.column})
-        raw = self._raw(f.value)
         if self.dialect == "postgres":
             config = f.modifier or "simple"
             if not config.replace("_", "").isalnum():
@@ -242,9 +252,11 @@ class _Compiler:
                 if config == "simple"
                 else f"to_tsvector({self.params.add(config)}::regconfig, coalesce({expr}, ''))"
             )
-            return f"{vector} @@ {func}({self.params.add(config)}::regconfig, {self.params.add(raw)})"
+            return (
+                f"{vector} @@ {func}({self.params.add(config)}::regconfig, {self.params.add(self._conv(f.value, str))})"
+            )
         table = quote(f"{self.collection.name}__fts")
-        query = _fts5_query(f.op, raw, f.path.column)
+        query = self._conv(f.value, lambda raw: _fts5_query(f.op, raw, f.path.column))
         return f"{self.alias}.rowid IN (SELECT rowid FROM {table} WHERE {table} MATCH {self.params.add(query)})"
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
 from apprun.data.query_ast import Embed, EmbedOptions, FieldPath, OrderItem, ReadQuery, SelectField, SelectItem, Star
-from apprun.data.sql_expr import Params, cast_expr, json_value, path_expr, quote, sort_keys
+from apprun.data.sql_expr import Deferred, Params, cast_expr, json_value, path_expr, quote, sort_keys
 from apprun.data.sql_filters import compile_conditions
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
@@ -329,7 +329,7 @@ class SelectCompiler:
         parts.append(f"{alias}.id ASC")
         return ", ".join(parts)
 
-    def _paging(self, limit: int | None, offset: int | None, params: Params, *, cap: int | None) -> str:
+    def _paging(self, limit: int | None, offset: int | Deferred | None, params: Params, *, cap: int | None) -> str:
         if cap is not None:
             limit = cap if limit is None else min(limit, cap)
         out = ""
@@ -347,7 +347,7 @@ class SelectCompiler:
         access: dict[str, Access],
         *,
         limit: int | None,
-        offset: int | None,
+        offset: int | Deferred | None,
         with_count: bool,
         ids: list[str] | None = None,
     ) -> CompiledRead:
@@ -404,7 +404,7 @@ class SelectCompiler:
         access: dict[str, Access],
         *,
         limit: int | None,
-        offset: int | None,
+        offset: int | Deferred | None,
         with_count: bool = False,
     ) -> CompiledRead:
         params = Params()

@@ -500,7 +500,9 @@ def _check_range(field: FieldDef, value: float) -> None:
 
 
 def _plain_number(value: float) -> int | float:
-    """``0.0`` → ``0`` in messages and params (bounds are floats in the model)."""
+    """``0.0`` → ``0`` in messages and params (a bound may be given as a float)."""
+    if isinstance(value, int):
+        return value
     return int(value) if value.is_integer() and abs(value) < 2**63 else value
 
 
