@@ -41,9 +41,9 @@ fmt: $(STAMP) ## Format and auto-fix what ruff can
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(STAMP) ## Benchmarks against PocketBase and raw SQL — not written yet (issue "Benchmarks")
-	@echo "make bench: the benchmark harness is the work of the Benchmarks issue; nothing is measured yet." >&2
-	@exit 1
+bench: $(STAMP) ## Benchmarks against PocketBase and raw SQL in one run (~10 min; QUICK=1 for ~2 min)
+	@scripts/ensure-services.sh
+	$(BIN)/python -m benchmarks --mode $(if $(QUICK),quick,full) --command "make bench$(if $(QUICK), QUICK=1)"
 
 clean: ## Remove the virtualenv, caches and local data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache apprun_data

@@ -36,3 +36,21 @@ if ! pg_up; then
   fi
   echo "PostgreSQL started." >&2
 fi
+
+# The benchmark harness (and its smoke test) drives load with wrk and hey,
+# from Debian's packages.
+missing=()
+for tool in wrk hey; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing the load generators ${missing[*]} (Debian packages) …" >&2
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q "${missing[@]}" >&2 || { apt-get update -q >&2 && apt-get install -y -q "${missing[@]}" >&2; } || true
+  fi
+  for tool in "${missing[@]}"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "error: $tool is not installed and could not be installed here." >&2
+      echo "hint: sudo apt-get install -y wrk hey" >&2
+      exit 1
+    fi
+  done
+fi

@@ -1,0 +1,1 @@
+"""apprun's benchmarks: ``make bench`` runs `benchmarks.harness.run`."""

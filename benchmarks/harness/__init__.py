@@ -1,0 +1,1 @@
+"""The benchmark harness behind ``make bench``: systems, load generators, workloads, reports."""
