@@ -141,13 +141,14 @@ class Bench:
     def _http(self, system: System, configs: dict[str, Callable[[], None]], fixed_rate: str | None = None) -> None:
         """All workloads on a started, seeded system; ``configs`` name variants switched on between runs.
 
-        The fixed-rate run (for the config named ``fixed_rate``) comes before the logins: 64 connections
-        of logins leave a queue of password hashes behind them that would spill into whatever runs next.
+        The fixed-rate run (for the config named ``fixed_rate``) comes before the writes: a burst of creates
+        leaves events for the relay to publish, and 64 connections of logins a queue of password hashes, and
+        either would spill into whatever runs next.
         """
         idle, idle_rss = tree_pss(system.pids()), tree_rss(system.pids())
         with _Peak(system.pids) as peak:
             for workload in WORKLOADS:
-                if workload == "login" and fixed_rate is not None:
+                if workload == "create" and fixed_rate is not None:
                     configs[fixed_rate]()
                     self.fixed_rate(system, fixed_rate)
                 for key, switch in configs.items():

@@ -11,6 +11,8 @@ imports prometheus_client.
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
 import json
 import os
 import shutil
@@ -104,6 +106,12 @@ def serve(
         f"{settings.database.describe()})",
         highlight=False,
     )
+    if n_workers > 1 and not reload:
+        # granian forks its workers from this process: with the application's
+        # modules imported here first, the workers share those pages instead
+        # of each importing (and holding) its own copy.
+        importlib.import_module(app_target.partition(":")[0])
+        gc.freeze()  # and the collector leaves those objects (and their pages) alone
     server = Granian(
         app_target,
         factory=True,

@@ -207,3 +207,36 @@ async def test_asymmetric_tokens_and_jwks(
 
 async def test_hs256_publishes_no_keys(client: Any) -> None:
     assert (await client.get("/.well-known/jwks.json")).json() == {"keys": []}
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apprun.auth import tokens as tokens_module
+    from apprun.auth.tokens import TokenKeys
+    from apprun.kernel.errors import Unauthorized
+
+    keys = TokenKeys(
+        algorithm="HS256", secret="s" * 48, private_key_file=None, issuer="apprun", audience="apprun", ttl=60, leeway=0
+    )
+    token, _ = keys.issue(user_id="u1", session_id="s1", tenant_id="t1", roles=["member"], email="a@example.com")
+    first = keys.verify(token)
+    decoded = 0
+    original = keys._decode
+
+    def counting(text: str) -> Any:
+        nonlocal decoded
+        decoded += 1
+        return original(text)
+
+    monkeypatch.setattr(keys, "_decode", counting)
+    assert keys.verify(token) == first  # from memory: not decoded again
+    assert decoded == 0
+    # A tampered token is not the same text: it is decoded, and refused.
+    with pytest.raises(Unauthorized) as refused:
+        keys.verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    assert refused.value.code == "auth.invalid_token"
+    assert decoded == 1
+    # Past its expiry the remembered token is refused like any other.
+    monkeypatch.setattr(tokens_module.time, "time", lambda: first.exp + 1)
+    with pytest.raises(Unauthorized) as expired:
+        keys.verify(token)
+    assert expired.value.code == "auth.token_expired"

@@ -197,3 +197,73 @@ async def test_a_failing_commit_hook_does_not_undo_the_commit(db: Database) -> N
         conn.on_commit(boom)
     async with db.read() as conn:
         assert await conn.fetchval("SELECT name FROM t WHERE id = 51") == "kept"
+
+
+async def test_sqlite_reads_run_on_the_loop_and_slow_ones_move_to_a_thread(make_settings: Any, tmp_path: Path) -> None:
+    import threading
+
+    from apprun.kernel.db.sqlite import SQLiteDatabase
+
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'inline.db'}", db_sqlite_inline_ms=1)
+    database = create_database(settings)
+    assert isinstance(database, SQLiteDatabase)
+    await database.open()
+    try:
+        loop_thread = threading.get_ident()
+        async with database.read() as conn:
+            conn._raw.create_function("whoami", 0, threading.get_ident)  # type: ignore[attr-defined]
+            # A quick read answers on the loop's own thread.
+            assert await conn.fetchval("SELECT whoami()") == loop_thread
+            assert database.inline_overruns == 0
+            # A read past the budget is interrupted and run again, whole, on a thread.
+            row = await conn.fetchrow(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+                "SELECT max(x), whoami() FROM c"
+            )
+            assert row is not None
+            assert row[0] == 2_000_000
+            assert row[1] != loop_thread
+            assert database.inline_overruns == 1
+        # Inside a write transaction (which holds the only write lock) statements run on the loop too.
+        async with database.transaction() as conn:
+            conn._raw.create_function("whoami", 0, threading.get_ident)  # type: ignore[attr-defined]
+            assert await conn.fetchval("SELECT whoami()") == loop_thread
+    finally:
+        await database.close()
+
+
+async def test_sqlite_runaway_write_statement_times_out_and_rolls_back(make_settings: Any, tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'runaway.db'}", db_statement_timeout=0.3)
+    database = create_database(settings)
+    await database.open()
+    try:
+        async with database.transaction() as conn:
+            await conn.execute("CREATE TABLE n (x INTEGER)")
+        with pytest.raises(StatementTimeout):
+            async with database.transaction() as conn:
+                await conn.execute("INSERT INTO n (x) VALUES (1)")
+                await conn.execute(
+                    "INSERT INTO n (x) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c"
+                )
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM n") == 0
+        async with database.transaction() as conn:
+            await conn.execute("INSERT INTO n (x) VALUES (2)")
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM n") == 1
+    finally:
+        await database.close()
+
+
+async def test_sqlite_inline_reads_can_be_switched_off(make_settings: Any, tmp_path: Path) -> None:
+    import threading
+
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'threads.db'}", db_sqlite_inline_ms=0)
+    database = create_database(settings)
+    await database.open()
+    try:
+        async with database.read() as conn:
+            conn._raw.create_function("whoami", 0, threading.get_ident)  # type: ignore[attr-defined]
+            assert await conn.fetchval("SELECT whoami()") != threading.get_ident()
+    finally:
+        await database.close()

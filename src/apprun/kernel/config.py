@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(3.0, gt=0)
     db_statement_timeout: float = Field(15.0, gt=0, description="seconds before a query is cancelled")
     db_sqlite_busy_timeout: float = Field(5.0, gt=0)
+    db_sqlite_inline_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="ms a SQLite read may run on the event loop before moving to a thread; 0 = never",
+    )
     db_boot_wait: float = Field(10.0, ge=0, description="seconds to wait for the database at start")
 
     # --- engines of later modules --------------------------------------

@@ -25,6 +25,7 @@ def create_database(settings: Settings) -> Database:
             pool_timeout=settings.db_pool_timeout,
             busy_timeout=settings.db_sqlite_busy_timeout,
             statement_timeout=settings.db_statement_timeout,
+            inline_budget=settings.db_sqlite_inline_ms / 1000,
         )
     from apprun.kernel.db.postgres import PostgresDatabase
 
