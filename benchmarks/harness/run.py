@@ -58,8 +58,8 @@ class Mode:
 
 
 MODES = {
-    "full": Mode("full", 10_000, 5, 2, 2, 500, 30, 5_000, 2.0, 2, (1, 2, 3)),
-    "quick": Mode("quick", 10_000, 2, 1, 1, 500, 10, 1_000, 1.0, 2, ()),
+    "full": Mode("full", 10_000, 4, 2, 2, 500, 30, 5_000, 2.0, 2, (1, 2, 3)),
+    "quick": Mode("quick", 10_000, 2, 1, 0, 500, 5, 500, 1.0, 2, ()),
     "smoke": Mode("smoke", 100, 1, 1, 0, 50, 2, 50, 0.2, 1, ()),
 }
 
@@ -209,7 +209,7 @@ class Bench:
         for workers in self.mode.calibrate:
             system.restart(workers)
             run_wrk(system.base_url, system.requests()["list_auth"], 1)
-            found[workers] = run_wrk(system.base_url, system.requests()["list_auth"], self.mode.duration).rps
+            found[workers] = run_wrk(system.base_url, system.requests()["list_auth"], 3).rps
             console.print(f"  {workers} workers: {found[workers]:,.0f} req/s on list_auth")
         best = max(found, key=lambda w: found[w])
         self.results["notes"][f"workers_{system.dialect}"] = {str(k): v for k, v in found.items()}
