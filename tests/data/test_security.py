@@ -177,9 +177,15 @@ async def build_world(client: Any, db: Database) -> World:
     # References across tenants, which the API refuses to write: each side must still see only its own rows.
     b_on_a = await world.plant("comments", carol["tenant_id"], body="BRAVO planted on ALPHA post", post=a1["id"])
     a_on_b = await world.plant("comments", alice["tenant_id"], body="ALPHA planted on a post of B", post=b1["id"])
-    alice_note = await _create(client, alice, "notes", {"title": "ALPHA alice's note", "slug": "alice", "pin": "1111"})
-    bob_note = await _create(client, bob, "notes", {"title": "ALPHA bob's private note", "slug": "bob", "pin": "2222"})
-    carol_note = await _create(client, carol, "notes", {"title": "BRAVO carol's note", "slug": "carol", "pin": "3333"})
+    alice_note = await _create(
+        client, alice, "notes", {"title": "ALPHA alice's note", "slug": "alice", "pin": "PIN-1111"}
+    )
+    bob_note = await _create(
+        client, bob, "notes", {"title": "ALPHA bob's private note", "slug": "bob", "pin": "PIN-2222"}
+    )
+    carol_note = await _create(
+        client, carol, "notes", {"title": "BRAVO carol's note", "slug": "carol", "pin": "PIN-3333"}
+    )
     bob_task = await _create(client, bob, "tasks", {"title": "ALPHA bob's task"})
     world.values = {
         "tenant_a": alice["tenant_id"],
@@ -282,7 +288,7 @@ async def run_table(client: Any, world: World, cases: list[Case], after: Callabl
 
 # --- 10. another user's private record --------------------------------------------------------------
 NOT_FOUND = {"status": 404, "code": "data.record_not_found"}
-BOB_NOTE = ("bob's private note", "2222")
+BOB_NOTE = ("bob's private note", "PIN-2222")
 PWN = {"title": "pwned"}
 REPR = {"Prefer": "return=representation"}
 
@@ -352,7 +358,14 @@ OTHER_USERS_RECORD = [
         absent=BOB_NOTE,
     ),
     # The owner still sees and keeps it (the hidden pin never shows).
-    Case("bob views his note", "GET", "/data/notes/$bob_note", actor="bob", contains=(BOB_NOTE[0],), absent=("2222",)),
+    Case(
+        "bob views his note",
+        "GET",
+        "/data/notes/$bob_note",
+        actor="bob",
+        contains=(BOB_NOTE[0],),
+        absent=(BOB_NOTE[1],),
+    ),
 ]
 
 
@@ -695,7 +708,8 @@ async def test_11_row_level_security_alone_isolates_tenants_on_postgres(
 
 # --- 12. hidden fields -------------------------------------------------------------------------------
 HIDDEN = {"status": 400, "code": "data.unknown_column"}
-SECRETS = ("ALPHA-s1", "ALPHA-s2", "BRAVO-s1", "1111", "2222")
+#: Hidden values, spelled so that no timestamp or UUID can contain one by chance.
+SECRETS = ("ALPHA-s1", "ALPHA-s2", "BRAVO-s1", "PIN-1111", "PIN-2222")
 #: A refusal may echo the name the client sent, but never suggest a hidden one.
 NO_HINT = {"json": {"hint": None}}
 
@@ -757,7 +771,7 @@ HIDDEN_FIELDS = [
     Case(
         "a write returning it", "PATCH", "/data/posts/$a1", (("select", "title,secret"),), body={"views": 1}, **HIDDEN
     ),
-    Case("another hidden field (notes.pin)", "GET", "/data/notes", (("pin", "eq.1111"),), **HIDDEN, absent=SECRETS),
+    Case("another hidden field (notes.pin)", "GET", "/data/notes", (("pin", "eq.PIN-1111"),), **HIDDEN, absent=SECRETS),
     Case("a near miss is not corrected to it", "GET", "/data/posts", (("secre", "eq.x"),), **HIDDEN, **NO_HINT),
     Case("nor in order", "GET", "/data/posts", (("order", "secrets"),), **HIDDEN, **NO_HINT),
     Case("nor in select", "GET", "/data/notes", (("select", "pins"),), **HIDDEN, **NO_HINT),

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
 from apprun.kernel.config import Settings
+from apprun.kernel.db import create_database
 from apprun.kernel.errors import BadRequest
 from tests.data.conftest import define, make_admin
 from tests.support.accounts import bearer, register
@@ -270,3 +271,34 @@ async def test_hooks_wrap_each_row_write(hooked: tuple[Any, list[str]], db: Any)
     assert [row["sku"] for row in r.json()] == ["a"]
     assert [row["sku"] for row in (await client.get("/data/items", headers=h)).json()] == ["b"]
     assert len(await _events(db, "deleted")) == 1
+
+
+async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, database_url: str) -> None:
+    """A write holds one pooled connection for its transaction; what else it needs (the catalog, RBAC
+    for its representation) must not take a second one — with every connection held by writes doing the
+    same, none would get it until the pool timed out (503). One connection in the pool makes that certain."""
+    settings = make_settings(database_url=database_url, db_pool_size=1, db_pool_timeout=1.0)
+    app = create_app(settings, configure_logs=False)
+    async with AsyncTestClient(app=app) as client:
+        db = create_database(settings)  # the test's own pool, on the test's loop
+        await db.open()
+        try:
+            admin = await make_admin(client, db)
+        finally:
+            await db.close()
+        await define(client, admin, ITEMS)
+        app.state.catalog.refresh_every = 0.0  # every catalog lookup would look for news
+        user = await register(client)  # a new user: no RBAC decision cached yet
+        h = {**bearer(user), **REPR}
+        r = await client.post("/data/items", json={"sku": "one"}, headers=h)
+        assert r.status_code == 201, r.text
+        [row] = r.json()
+        r = await client.patch("/data/items", params={"id": f"eq.{row['id']}"}, json={"qty": 2}, headers=h)
+        assert r.status_code == 200, r.text
+        r = await client.put(f"/data/items?id=eq.{row['id']}", json={"sku": "one", "qty": 3}, headers=h)
+        assert r.status_code == 200, r.text
+        r = await client.put("/data/items?id=eq.0191a0b0-0000-7000-8000-000000000001", json={"sku": "two"}, headers=h)
+        assert r.status_code == 201, r.text
+        r = await client.delete("/data/items", params={"sku": "eq.one"}, headers=h)
+        assert r.status_code == 200, r.text
+        assert [x["sku"] for x in r.json()] == ["one"]

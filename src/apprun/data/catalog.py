@@ -139,6 +139,17 @@ class Catalog:
         await self._fresh()
         return self._cache.collections
 
+    def current(self) -> dict[str, CollectionDef]:
+        """The definitions as last loaded, without checking for news (no I/O).
+
+        For code that holds a connection: `all` may refresh, which takes a
+        second connection from the pool — and when every connection is held
+        by a request doing the same, nobody gets one until the pool times out.
+        A request calls `require`/`all` first, before its transaction, so this
+        is the snapshot it started with.
+        """
+        return self._cache.collections
+
     @property
     def version(self) -> int:
         return self._cache.version

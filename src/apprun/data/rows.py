@@ -101,7 +101,7 @@ class RowsBase:
         self, ctx: RequestContext, collection: CollectionDef, names: set[str], action: str, tenant_header: str | None
     ) -> dict[str, Access]:
         """Access for ``collection`` under ``action`` and for every embedded collection under ``list``."""
-        collections = await self.catalog.all()
+        collections = self.catalog.current()
         out = {collection.name: await resolve_access(self.rbac, ctx, collection, action, tenant_header=tenant_header)}
         for name in names - {collection.name}:
             out[name] = await resolve_access(self.rbac, ctx, collections[name], "list", tenant_header=tenant_header)
@@ -127,25 +127,35 @@ class RowsBase:
             parsed.sort(key=lambda r: position.get(r["id"], 0))
         return parsed
 
+    async def _representation_access(
+        self, ctx: RequestContext, collection: CollectionDef, query: ReadQuery | None, tenant_header: str | None
+    ) -> dict[str, Access] | None:
+        """What a write's representation may show (``view`` on the collection, ``list`` on embeds).
+
+        Asked before the write's transaction: RBAC may read the policies on
+        a connection of its own, and a transaction must not wait for a
+        second connection while it holds one.
+        """
+        if query is None:
+            return None
+        names = self._reader(self.catalog.current()).collections_used(collection, query.select)
+        return await self._access_map(ctx, collection, names, "view", tenant_header)
+
     async def _representation(
-        self, ctx: RequestContext, conn: Connection, collection: CollectionDef, query: ReadQuery | None, *,
-        records: list[dict[str, Any]], tenant_header: str | None,
+        self, conn: Connection, collection: CollectionDef, query: ReadQuery | None,
+        access: dict[str, Access] | None, *, records: list[dict[str, Any]],
     ) -> str | None:  # fmt: skip
         """The body a write returns (``Prefer: return=representation``): its rows, through ``select``."""
-        if query is None:
+        if query is None or access is None:
             return None
         ids = [r["id"] for r in records]
         plain = query.select == (Star(),) and not query.embedded
-        view = await resolve_access(self.rbac, ctx, collection, "view", tenant_header=tenant_header)
-        if plain and view.owner_column is None:
+        if plain and access[collection.name].owner_column is None:
             return json.dumps(records, separators=(",", ":"), ensure_ascii=False)
         if not ids:
             return "[]"
-        collections = await self.catalog.all()
-        reader = self._reader(collections)
+        reader = self._reader(self.catalog.current())
         reader.max_rows = max(len(ids), 1)
-        names = reader.collections_used(collection, query.select)
-        access = await self._access_map(ctx, collection, names, "view", tenant_header)
         select_only = ReadQuery(select=query.select, embedded=query.embedded)
         compiled = reader.compile(collection, select_only, access, limit=None, offset=None, with_count=False, ids=ids)
         row = await fetch_one(conn, compiled.sql, compiled.params)
@@ -159,7 +169,7 @@ class RowsBase:
         self, conn: Connection, collection: CollectionDef, tenant: str | None, rows: list[dict[str, Any]]
     ) -> None:
         """Relations must point at rows of the writer's own tenant (the foreign key alone checks existence)."""
-        collections = await self.catalog.all()
+        collections = self.catalog.current()
         writer = WriteCompiler(self.dialect, self._reader(collections))
         for f in collection.column_fields:
             if f.type != "relation":

@@ -16,7 +16,7 @@ from apprun.data.sql_write import WriteCompiler
 from apprun.data.validation import NOW, validate_row
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection
-from apprun.kernel.errors import BadRequest, InternalError, NotFound, UniqueViolation
+from apprun.kernel.errors import ApiError, BadRequest, InternalError, NotFound, UniqueViolation
 
 __all__ = ["DataWrites"]
 
@@ -55,8 +55,10 @@ class DataWrites(RowsBase):
         bulk = resolution is None and not self.hooks.has("create", name)
         # Validate everything before touching the database: one bad row, nothing written.
         rows = self._validated(ctx, collection, items, tenant) if bulk else []
+        # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
+        view = await self._representation_access(ctx, collection, returning, tenant_header)
         async with self._scope(tenant, write=True) as conn:
-            collections = await self.catalog.all()
+            collections = self.catalog.current()
             writer = WriteCompiler(self.dialect, self._reader(collections))
             if bulk:
                 await self._check_references(conn, collection, tenant, rows)
@@ -84,9 +86,7 @@ class DataWrites(RowsBase):
                     if written is not None:
                         records.append(written)
             _check_single(expect_one, len(records))
-            body_out = await self._representation(
-                ctx, conn, collection, returning, records=records, tenant_header=tenant_header
-            )
+            body_out = await self._representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records])
 
     def _validated(
@@ -194,15 +194,15 @@ class DataWrites(RowsBase):
         validate_row(collection, body, partial=True, dialect=self.dialect, locale=ctx.locale)
         access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
         tenant = access.tenant_id
+        # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
+        view = await self._representation_access(ctx, collection, returning, tenant_header)
         async with self._scope(tenant, write=True) as conn:
-            collections = await self.catalog.all()
+            collections = self.catalog.current()
             writer = WriteCompiler(self.dialect, self._reader(collections))
             targets = await self._targets(conn, writer, collection, access, query=query, ids=ids)
             records = await self._update_rows(ctx, conn, collection, writer, tenant=tenant, targets=targets, body=body)
             _check_single(expect_one, len(records))
-            body_out = await self._representation(
-                ctx, conn, collection, returning, records=records, tenant_header=tenant_header
-            )
+            body_out = await self._representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records])
 
     def _refuse_unfiltered(self, query: ReadQuery, ids: list[str] | None) -> None:
@@ -268,16 +268,16 @@ class DataWrites(RowsBase):
         self._refuse_unfiltered(query, ids)
         access = await resolve_access(self.rbac, ctx, collection, "delete", tenant_header=tenant_header)
         tenant = access.tenant_id
+        # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
+        view = await self._representation_access(ctx, collection, returning, tenant_header)
         async with self._scope(tenant, write=True) as conn:
-            collections = await self.catalog.all()
+            collections = self.catalog.current()
             writer = WriteCompiler(self.dialect, self._reader(collections))
             targets = await self._targets(conn, writer, collection, access, query=query, ids=ids)
             olds = await self._records(conn, collection, tenant, targets)
             _check_single(expect_one, len(olds))
             # The representation is read before the rows go (embeds included).
-            body_out = await self._representation(
-                ctx, conn, collection, returning, records=olds, tenant_header=tenant_header
-            )
+            body_out = await self._representation(conn, collection, returning, view, records=olds)
             deleted: list[dict[str, Any]] = []
             if not self.hooks.has("delete", name):
                 if targets:
@@ -321,8 +321,16 @@ class DataWrites(RowsBase):
         values = validate_row(collection, body, partial=False, dialect=self.dialect, locale=ctx.locale)
         update_access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
         tenant = update_access.tenant_id
+        # Whether the caller may create is asked now and told only if the row turns out not to exist.
+        create_refused: ApiError | None = None
+        try:
+            await resolve_access(self.rbac, ctx, collection, "create", tenant_header=tenant_header)
+        except ApiError as exc:
+            create_refused = exc
+        # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
+        view = await self._representation_access(ctx, collection, returning, tenant_header)
         async with self._scope(tenant, write=True) as conn:
-            collections = await self.catalog.all()
+            collections = self.catalog.current()
             writer = WriteCompiler(self.dialect, self._reader(collections))
             visible = await self._targets(
                 conn, writer, collection, Access(tenant_id=tenant), query=ReadQuery(), ids=[record_id]
@@ -338,7 +346,8 @@ class DataWrites(RowsBase):
                 )
                 created = False
             else:
-                await resolve_access(self.rbac, ctx, collection, "create", tenant_header=tenant_header)
+                if create_refused is not None:
+                    raise create_refused
                 row = {**self._system_values(ctx, collection, tenant, record_id), **values}
                 await self._check_references(conn, collection, tenant, [row])
                 try:
@@ -353,9 +362,7 @@ class DataWrites(RowsBase):
                 for record in records:
                     await self._emit(conn, collection, tenant, "created", record=record, old=None)
                 created = True
-            body_out = await self._representation(
-                ctx, conn, collection, returning, records=records, tenant_header=tenant_header
-            )
+            body_out = await self._representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records], created=created)
 
 
