@@ -18,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +129,17 @@ class Apprun(System):
         log.close()
         try:
             wait_http(f"{self.base_url}/.well-known/alive", timeout=60)
+            if self.proc.poll() is not None:  # something else answered on the port
+                raise EngineError(f"apprun serve exited with {self.proc.returncode}: {self._log_tail()}")
         except EngineError:
             self.stop()
             raise
+
+    def _log_tail(self) -> str:
+        try:
+            return "\n".join((self.workdir / "apprun.log").read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return ""
 
     def restart(self, workers: int) -> None:
         """Serve the same data with another number of workers."""
@@ -148,17 +157,30 @@ class Apprun(System):
         return [self.proc.pid] if self.proc is not None else []
 
     def stop_process(self) -> None:
-        """Stop ``apprun serve`` and its workers; the data stays."""
+        """Stop ``apprun serve`` and its workers; the data stays.
+
+        granian's workers can outlive its main process by a moment, still
+        holding the port: wait until the whole process group is gone, so a
+        restart on the same port cannot be answered by the old workers.
+        """
         if self.proc is None:
             return
+        group = self.proc.pid
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
                 self.proc.wait(5)
         self.proc = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline + 5:  # (a zombie left unreaped would keep the group forever)
+            try:
+                os.killpg(group, signal.SIGKILL if time.monotonic() > deadline else 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """Stop the process and drop the PostgreSQL database."""
