@@ -228,7 +228,9 @@ class Bench:
             self.results["authorization"] = inprocess.authorization(self.workdir / "authz", self.mode.authz_seconds)
             console.print(f"  {self.results['authorization']}")
             console.print(f"[bold]events[/]: {self.mode.events:,} through the outbox and JetStream")
-            self.results["events"] = inprocess.events(self.workdir / "events", nats.url, self.mode.events)
+            # A NATS server of its own: the one above holds the systems' streams and consumers.
+            with NatsServer(self.workdir / "nats-events") as events_nats:
+                self.results["events"] = inprocess.events(self.workdir / "events", events_nats.url, self.mode.events)
             console.print(f"  {self.results['events']}")
         finally:
             nats.stop()
