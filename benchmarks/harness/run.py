@@ -229,8 +229,12 @@ class Bench:
             console.print(f"  {self.results['authorization']}")
             console.print(f"[bold]events[/]: {self.mode.events:,} through the outbox and JetStream")
             # A NATS server of its own: the one above holds the systems' streams and consumers.
-            with NatsServer(self.workdir / "nats-events") as events_nats:
+            events_nats = NatsServer(self.workdir / "nats-events")
+            events_nats.start()
+            try:
                 self.results["events"] = inprocess.events(self.workdir / "events", events_nats.url, self.mode.events)
+            finally:
+                events_nats.stop()
             console.print(f"  {self.results['events']}")
         finally:
             nats.stop()
