@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,30 @@ def test_masked_settings_hide_every_secret() -> None:
 def test_invalid_values_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="HTTP_PORT"):
         load_settings(_env_file=None, http_port=70000)
+
+
+def _secret_in_child(path: str, start: Any, out: Any) -> None:
+    from apprun.kernel.config import _persisted_secret
+
+    start.wait()
+    out.put(_persisted_secret(Path(path)))
+
+
+def test_workers_starting_at_once_share_one_complete_secret(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    path = tmp_path / "data" / "secret"
+    procs = [ctx.Process(target=_secret_in_child, args=(str(path), start, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    start.set()
+    values = {out.get(timeout=20) for _ in procs}
+    for p in procs:
+        p.join(10)
+    assert len(values) == 1
+    [value] = values
+    assert len(value) >= 32
+    assert path.read_text(encoding="utf-8").strip() == value
+    assert [p.name for p in path.parent.iterdir()] == ["secret"]  # no temporary files left

@@ -380,18 +380,31 @@ def _parse_database_url(url: str, data_dir: Path) -> DatabaseConfig:
 def _persisted_secret(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        existing = path.read_text(encoding="utf-8").strip()
+        if existing:
+            return existing
     except FileNotFoundError:
         pass
     value = secrets.token_urlsafe(48)
-    # O_EXCL: when several workers start at once, exactly one writes the secret.
+    # Several workers may start at once. The secret is written whole to a file
+    # of this process's own, then linked into place: the link either creates
+    # the complete file or fails because another worker's is there — a reader
+    # can never see a file that is still being written (which gave one worker
+    # an empty secret and its tokens 401s on the others).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(value)
-    return value
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        return value
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_settings(**overrides: Any) -> Settings:
