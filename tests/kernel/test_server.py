@@ -168,10 +168,8 @@ def test_spans_reach_an_otlp_receiver_with_the_log_trace_id(tmp_path: Path) -> N
         with LiveServer(tmp_path, env) as server:
             r = httpx.get(server.url + "/api/v1/system/info", headers={"X-Request-ID": "traced-1"})
             assert r.status_code == 200
-            line = next(
-                rec
-                for rec in server.log_records()
-                if rec.get("event") == "http_request" and rec.get("request_id") == "traced-1"
+            line = server.wait_for_log(
+                lambda rec: rec.get("event") == "http_request" and rec.get("request_id") == "traced-1"
             )
             trace_id = line["trace_id"]
             assert trace_id and len(trace_id) == 32

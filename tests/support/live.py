@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,21 @@ class LiveServer:
                 except ValueError:
                     continue
         return records
+
+    def wait_for_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        """The first log record ``match`` accepts, waiting for it to be written.
+
+        The access log line is written after the reply is sent, so a test that
+        reads the log right after its request must wait for the line.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for record in self.log_records():
+                if match(record):
+                    return record
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching log line in {timeout:g} s:\n{self.output()}")
+            time.sleep(0.05)
 
     def __enter__(self) -> LiveServer:
         self.start()
