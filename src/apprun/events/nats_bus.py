@@ -195,14 +195,20 @@ class NatsBus:
         # servers do not know filter_subjects).
         subject = f"apprun.*.{spec.types[0]}" if len(spec.types) == 1 else "apprun.>"
         config = api.ConsumerConfig(
+            name=durable,
             durable_name=durable,
+            filter_subject=subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait,
             max_deliver=spec.max_deliver,
             deliver_policy=api.DeliverPolicy.ALL,
             max_ack_pending=1000,
         )
-        return await js.pull_subscribe(subject, durable=durable, stream=STREAM, config=config)
+        # Create, or bring up to date a durable an earlier release left with
+        # other types or limits (pull_subscribe would reuse it as it was, and a
+        # subscriber whose types changed would never see its new ones).
+        await js.add_consumer(STREAM, config)
+        return await js.pull_subscribe_bind(durable=durable, stream=STREAM)
 
     async def _consume(self, spec: ConsumerSpec, handler: Handler) -> None:
         while not self._closing:

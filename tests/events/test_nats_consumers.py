@@ -1,0 +1,55 @@
+"""The JetStream consumers apprun keeps on a NATS server, across restarts and code changes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from apprun.events.bus import ConsumerSpec, Delivery
+from apprun.events.envelope import make_event
+from apprun.events.nats_bus import STREAM, NatsBus
+from apprun.testing.engines import NatsServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _received(bus: NatsBus, spec: ConsumerSpec) -> asyncio.Queue[str]:
+    got: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(delivery: Delivery) -> None:
+        await got.put(delivery.event.type)
+        await delivery.ack()
+
+    await bus.consume(spec, handler)
+    return got
+
+
+async def test_a_subscriber_whose_types_changed_receives_its_new_types(tmp_path: Path) -> None:
+    """A durable consumer left by an earlier deployment is brought up to date, not reused as it was."""
+    with NatsServer(tmp_path / "nats") as server:
+        first = NatsBus(server.url, instance="one", retention_days=1)
+        await first.start()
+        await asyncio.wait_for(first._ready.wait(), 20)
+        got = await _received(first, ConsumerSpec(name="mailer", types=("shop.order_placed",)))
+        await first.publish([make_event("shop.order_placed", tenant_id="t1")])
+        assert await asyncio.wait_for(got.get(), 20) == "shop.order_placed"
+        await first.close()
+
+        # The next release of the app subscribes "mailer" to another type.
+        second = NatsBus(server.url, instance="two", retention_days=1, publish_timeout=5)
+        await second.start()
+        await asyncio.wait_for(second._ready.wait(), 20)
+        spec = ConsumerSpec(name="mailer", types=("shop.order_shipped",), ack_wait=12.0, max_deliver=3)
+        got = await _received(second, spec)
+        await second.publish([make_event("shop.order_shipped", tenant_id="t1")])
+        try:
+            assert await asyncio.wait_for(got.get(), 20) == "shop.order_shipped"
+            assert second._js is not None
+            info = await second._js.consumer_info(STREAM, "apprun-mailer")
+            assert info.config.ack_wait == 12.0
+            assert info.config.max_deliver == 3
+            assert got.empty()  # the old type's event was acked by the first release, not redelivered
+        finally:
+            await second.close()
