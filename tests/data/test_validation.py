@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from apprun.data import validation
+from apprun.data import validation, validation_checks
 from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
 from apprun.data.validation import (
     BODY_KEY,
@@ -374,7 +374,7 @@ def test_messages_follow_the_locale_and_carry_params() -> None:
 
 
 def test_every_message_id_used_has_english_and_chinese_text() -> None:
-    source = Path(validation.__file__).read_text(encoding="utf-8")
+    source = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (validation, validation_checks))
     ids = set(re.findall(r'"(data\.[a-z_]+(?:\.[a-z_]+)?)"', source))
     assert len(ids) > 20
     tr = translator()

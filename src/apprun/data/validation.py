@@ -94,21 +94,34 @@ lengths, pattern or enum values is legal and merely matches nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import difflib
 import itertools
-import json
 import math
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final, NoReturn
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
+from apprun.data.validation_checks import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_JSON_BYTES,
+    MAX_TEXT_BYTES,
+    MAX_URL_LENGTH,
+    NOW,
+    UUID_TEXT,
+    Invalid,
+    Problem,
+    Refused,
+    check,
+    check_nullable,
+    encodable,
+    parse_date,
+    parse_datetime,
+)
 from apprun.kernel.context import current_context
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
@@ -132,53 +145,13 @@ __all__ = [
 
 #: Where problems with the body as a whole are reported (no field has a ``$``).
 BODY_KEY: Final = "$body"
-#: The default of a ``datetime`` field meaning "the insert time".
-NOW: Final = "now"
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
-MAX_TEXT_BYTES: Final = 1024 * 1024
-MAX_JSON_BYTES: Final = 1024 * 1024
-MAX_URL_LENGTH: Final = 2048
 MAX_REPORTED_FIELDS: Final = 100
 #: Unknown keys longer than this are echoed shortened and get no suggestion
 #: (field names have at most 63 characters; difflib on megabyte keys is wasted work).
 _MAX_KEY_ECHO = 64
 _MAX_FILTER_ECHO = 200
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_DATETIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,32}))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?"
-)
-_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
-#: ``\u0000`` in JSON text, not preceded by an escaped backslash (``\\u0000`` is the text ``\u0000``).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Problem:
-    """One thing wrong with one field (or with the body)."""
-
-    code: str
-    #: The catalog id of the message when it is more precise than the code's own.
-    message_id: str | None = None
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    suggestions: Sequence[str] = ()
-
-
-class _Refused(Exception):
-    """Raised inside a check: this value has one problem and no further check makes sense."""
-
-    def __init__(self, problem: _Problem) -> None:
-        super().__init__(problem.code)
-        self.problem = problem
-
-
-def _refuse(code: str, message_id: str | None = None, **params: Any) -> _Refused:
-    return _Refused(_Problem(code, message_id, params))
 
 
 # --- public API ---------------------------------------------------------------------------------------------------
@@ -212,10 +185,10 @@ def validate_row(
     ``data.validation_failed`` listing every problem.
     """
     if not isinstance(body, dict):
-        _fail({BODY_KEY: [_Problem("data.invalid_body", params={"type": _json_type(body)})]}, locale)
+        _fail({BODY_KEY: [Problem("data.invalid_body", params={"type": _json_type(body)})]}, locale)
     fields = {f.name: f for f in collection.fields}
     owner = collection.owner_field
-    problems: dict[str, list[_Problem]] = {}
+    problems: dict[str, list[Problem]] = {}
     checked: dict[str, Any] = {}
     truncated = False
     for key, value in body.items():
@@ -226,17 +199,17 @@ def validate_row(
         if key in SYSTEM_COLUMNS or (owner is not None and key == owner):
             # Mass assignment: refused loudly, because silently dropping the key
             # would let a client believe it had set the tenant or the owner.
-            problems[key] = [_Problem("data.read_only_field")]
+            problems[key] = [Problem("data.read_only_field")]
         elif field is None:
             problems.setdefault(_echo_key(key), []).append(_unknown_field(collection, key))
         elif field.many:
             problems[key] = [_many_to_many(field)]
         else:
             try:
-                checked[key] = _check_nullable(field, value, now=None)
-            except _Refused as refused:
+                checked[key] = check_nullable(field, value, now=None)
+            except Refused as refused:
                 problems[key] = [refused.problem]
-            except _Invalid as invalid:
+            except Invalid as invalid:
                 problems[key] = invalid.problems
     if not partial:
         now: dt.datetime | None = None
@@ -247,13 +220,13 @@ def validate_row(
                 if absent.type == "datetime" and absent.default == NOW:
                     now = now or utcnow()
                 try:
-                    checked[absent.name] = _check(absent, _plain_default(absent.default), now=now)
-                except _Refused as refused:
+                    checked[absent.name] = check(absent, _plain_default(absent.default), now=now)
+                except Refused as refused:
                     problems[absent.name] = [refused.problem]
-                except _Invalid as invalid:
+                except Invalid as invalid:
                     problems[absent.name] = invalid.problems
             elif absent.required:
-                problems[absent.name] = [_Problem("data.required")]
+                problems[absent.name] = [Problem("data.required")]
     if problems:
         _fail(problems, locale, truncated=truncated)
     return {f.name: _bind(f, checked[f.name], dialect) for f in collection.column_fields if f.name in checked}
@@ -263,11 +236,11 @@ def validate_value(field: FieldDef, value: Any, *, dialect: Dialect, locale: str
     """One value for ``field``, bound-ready for ``dialect``; `BadRequest` ``data.validation_failed`` if not."""
     try:
         if field.many:
-            raise _Refused(_many_to_many(field))
-        return _bind(field, _check_nullable(field, value, now=None), dialect)
-    except _Refused as refused:
+            raise Refused(_many_to_many(field))
+        return _bind(field, check_nullable(field, value, now=None), dialect)
+    except Refused as refused:
         _fail({field.name: [refused.problem]}, locale)
-    except _Invalid as invalid:
+    except Invalid as invalid:
         _fail({field.name: invalid.problems}, locale)
 
 
@@ -285,7 +258,7 @@ def coerce_filter_value(field: FieldDef, raw: str, *, dialect: Dialect) -> Any:
         info = {"field": field.name, "value": shown, "expected": expected}
         return BadRequest("data.invalid_filter_value", params=info, details=info)
 
-    if "\x00" in raw or not _encodable(raw):  # PostgreSQL takes neither in a text parameter
+    if "\x00" in raw or not encodable(raw):  # PostgreSQL takes neither in a text parameter
         expected = "valid Unicode text without NUL characters"
         raise bad()
     value: Any
@@ -308,16 +281,16 @@ def coerce_filter_value(field: FieldDef, raw: str, *, dialect: Dialect) -> Any:
         value = lowered == "true"
     elif t == "date":
         try:
-            value = _parse_date(raw)
-        except _Refused:
+            value = parse_date(raw)
+        except Refused:
             raise bad() from None
     elif t == "datetime":
         try:
-            value = _parse_datetime(raw)
-        except _Refused:
+            value = parse_datetime(raw)
+        except Refused:
             raise bad() from None
     elif t in ("uuid", "relation"):
-        if not _UUID.fullmatch(raw):
+        if not UUID_TEXT.fullmatch(raw):
             raise bad()
         value = raw.lower()
     elif t == "email":
@@ -345,15 +318,7 @@ _FILTER_EXPECTED: Final[Mapping[str, str]] = {
 # --- reporting ----------------------------------------------------------------------------------------------------
 
 
-class _Invalid(Exception):
-    """Raised inside a check: this value has several problems (all reported)."""
-
-    def __init__(self, problems: list[_Problem]) -> None:
-        super().__init__(", ".join(p.code for p in problems))
-        self.problems = problems
-
-
-def _fail(problems: Mapping[str, list[_Problem]], locale: str | None, *, truncated: bool = False) -> NoReturn:
+def _fail(problems: Mapping[str, list[Problem]], locale: str | None, *, truncated: bool = False) -> NoReturn:
     count = len(problems)
     if count > MAX_REPORTED_FIELDS:
         problems = dict(itertools.islice(problems.items(), MAX_REPORTED_FIELDS))
@@ -364,7 +329,7 @@ def _fail(problems: Mapping[str, list[_Problem]], locale: str | None, *, truncat
     raise BadRequest("data.validation_failed", params={"count": count}, details=details)
 
 
-def _render(problems: Mapping[str, list[_Problem]], locale: str | None) -> dict[str, list[dict[str, Any]]]:
+def _render(problems: Mapping[str, list[Problem]], locale: str | None) -> dict[str, list[dict[str, Any]]]:
     if locale is None:
         ctx = current_context()
         locale = ctx.locale if ctx is not None else DEFAULT_LOCALE
@@ -391,7 +356,7 @@ def _echo_key(key: str) -> str:
     return key if len(key) <= _MAX_KEY_ECHO else key[:_MAX_KEY_ECHO] + "…"
 
 
-def _unknown_field(collection: CollectionDef, key: str) -> _Problem:
+def _unknown_field(collection: CollectionDef, key: str) -> Problem:
     # Hidden fields are never suggested: a hint must not reveal that a
     # secret column exists to someone who did not already know its name.
     candidates = [
@@ -400,11 +365,11 @@ def _unknown_field(collection: CollectionDef, key: str) -> _Problem:
     suggestions: list[str] = []
     if len(key) <= _MAX_KEY_ECHO:
         suggestions = difflib.get_close_matches(key.lower(), candidates, n=3, cutoff=0.6)
-    return _Problem("data.unknown_field", params={"collection": collection.name}, suggestions=suggestions)
+    return Problem("data.unknown_field", params={"collection": collection.name}, suggestions=suggestions)
 
 
-def _many_to_many(field: FieldDef) -> _Problem:
-    return _Problem("data.read_only_field", "data.read_only_field.many", {"through": field.through})
+def _many_to_many(field: FieldDef) -> Problem:
+    return Problem("data.read_only_field", "data.read_only_field.many", {"through": field.through})
 
 
 def _json_type(value: Any) -> str:
@@ -421,200 +386,7 @@ def _json_type(value: Any) -> str:
     return "object" if isinstance(value, dict) else type(value).__name__
 
 
-# --- checks -------------------------------------------------------------------------------------------------------
-
-
-def _check_nullable(field: FieldDef, value: Any, *, now: dt.datetime | None) -> Any:
-    if value is None:
-        if field.required:
-            raise _refuse("data.required")
-        return None
-    return _check(field, value, now=now)
-
-
-def _check(field: FieldDef, value: Any, *, now: dt.datetime | None) -> Any:
-    """The value as a dialect-neutral Python value (date, aware datetime, JSON text …), or raise."""
-    t = field.type
-    if t == "integer":
-        return _check_integer(field, value)
-    if t == "number":
-        return _check_number(field, value)
-    if t == "boolean":
-        if not isinstance(value, bool):
-            raise _refuse("data.invalid_type", type="boolean")
-        return value
-    if t == "json":
-        return _check_json(value)
-    if t == "datetime" and now is not None and value == NOW:
-        return now
-    if not isinstance(value, str):  # every other type is written as a JSON string
-        raise _refuse("data.invalid_type", type="string")
-    return _check_string(field, value)
-
-
-def _check_string(field: FieldDef, value: str) -> Any:
-    t = field.type
-    if t == "date":
-        return _parse_date(value)
-    if t == "datetime":
-        return _parse_datetime(value)
-    if t == "relation":
-        if not _UUID.fullmatch(value):
-            raise _refuse("data.invalid_format", "data.invalid_format.uuid")
-        return value.lower()
-    return _check_text(field, value)
-
-
-def _check_integer(field: FieldDef, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _refuse("data.invalid_type", type="integer")
-    if value < INT64_MIN:
-        raise _refuse("data.too_small", limit=INT64_MIN)
-    if value > INT64_MAX:
-        raise _refuse("data.too_large", limit=INT64_MAX)
-    _check_range(field, value)
-    return value
-
-
-def _check_number(field: FieldDef, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _refuse("data.invalid_type", type="number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _refuse("data.invalid_type", "data.invalid_type.finite", type="number")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond a double's range
-        limit = _plain_number(sys.float_info.max)
-        if value > 0:
-            raise _refuse("data.too_large", limit=limit) from None
-        raise _refuse("data.too_small", limit=-limit) from None
-    _check_range(field, number)
-    return number
-
-
-def _check_range(field: FieldDef, value: float) -> None:
-    if field.min is not None and value < field.min:
-        raise _refuse("data.too_small", limit=_plain_number(field.min))
-    if field.max is not None and value > field.max:
-        raise _refuse("data.too_large", limit=_plain_number(field.max))
-
-
-def _plain_number(value: float) -> int | float:
-    """``0.0`` → ``0`` in messages and params (a bound may be given as a float)."""
-    if isinstance(value, int):
-        return value
-    return int(value) if value.is_integer() and abs(value) < 2**63 else value
-
-
-def _check_text(field: FieldDef, value: str) -> str:
-    if field.max_length is not None and len(value) > field.max_length:
-        raise _refuse("data.too_long", limit=field.max_length)
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800" decodes to one)
-        raise _refuse("data.invalid_format", "data.invalid_format.text") from None
-    if "\x00" in value:
-        raise _refuse("data.invalid_format", "data.invalid_format.text")
-    if size > MAX_TEXT_BYTES:
-        raise _refuse("data.too_long", "data.too_long.bytes", limit=MAX_TEXT_BYTES)
-    t = field.type
-    if t == "email":
-        try:
-            value = str(validate_email(value, check_deliverability=False).normalized)
-        except EmailNotValidError:
-            raise _refuse("data.invalid_format", "data.invalid_format.email") from None
-    elif t == "url":
-        if len(value) > MAX_URL_LENGTH:
-            raise _refuse("data.too_long", limit=MAX_URL_LENGTH)
-        if not _is_web_url(value):
-            raise _refuse("data.invalid_format", "data.invalid_format.url")
-    elif t == "uuid":
-        if not _UUID.fullmatch(value):
-            raise _refuse("data.invalid_format", "data.invalid_format.uuid")
-        value = value.lower()
-    elif t == "enum" and value not in (field.values or ()):
-        raise _refuse("data.invalid_choice", values=list(field.values or ()))
-    problems: list[_Problem] = []
-    too_long = field.max_length is not None and len(value) > field.max_length  # normalizing may lengthen it
-    if too_long:
-        problems.append(_Problem("data.too_long", params={"limit": field.max_length}))
-    if field.min_length is not None and len(value) < field.min_length:
-        problems.append(_Problem("data.too_short", params={"limit": field.min_length}))
-    # The pattern is the administrator's; it only ever sees values within the
-    # length limits above, which bounds what a backtracking one can cost.
-    if field.pattern is not None and not too_long and re.fullmatch(field.pattern, value) is None:
-        problems.append(_Problem("data.pattern_mismatch", params={"pattern": field.pattern}))
-    if problems:
-        raise _Invalid(problems)
-    return value
-
-
-def _encodable(value: str) -> bool:
-    """False for a string with a lone surrogate (JSON ``"\\ud800"`` decodes to one; UTF-8 cannot hold it)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _is_web_url(value: str) -> bool:
-    if _URL_FORBIDDEN.search(value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def _parse_date(value: str) -> dt.date:
-    match = _DATE.fullmatch(value)
-    if match is None:
-        raise _refuse("data.invalid_format", "data.invalid_format.date")
-    try:
-        return dt.date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError:
-        raise _refuse("data.invalid_format", "data.invalid_format.date") from None
-
-
-def _parse_datetime(value: str) -> dt.datetime:
-    match = _DATETIME.fullmatch(value)
-    if match is None:
-        raise _refuse("data.invalid_format", "data.invalid_format.datetime")
-    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
-    micro = int((match[7] or "")[:6].ljust(6, "0"))
-    try:
-        if match[8] is not None:
-            zone = dt.UTC
-        elif match[9] is not None:
-            hours, minutes = int(match[10]), int(match[11])
-            if hours > 23 or minutes > 59:
-                raise ValueError("offset out of range")
-            sign = -1 if match[9] == "-" else 1
-            zone = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
-        else:
-            dt.datetime(year, month, day, hour, minute, second, micro)  # noqa: DTZ001 - only to tell bad dates apart
-            raise _refuse("data.invalid_format", "data.invalid_format.datetime_zone")
-        return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=zone).astimezone(dt.UTC)
-    except (ValueError, OverflowError):  # 2024-02-30, 25:00, or a year 1 / 9999 value pushed out by its offset
-        raise _refuse("data.invalid_format", "data.invalid_format.datetime") from None
-
-
-def _check_json(value: Any) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        size = len(text.encode("utf-8"))  # fails on lone surrogates, which jsonb refuses
-    except (TypeError, ValueError, RecursionError):
-        raise _refuse("data.invalid_format", "data.invalid_format.json") from None
-    if _JSON_NUL.search(text):  # jsonb cannot hold \u0000
-        raise _refuse("data.invalid_format", "data.invalid_format.json")
-    if size > MAX_JSON_BYTES:
-        raise _refuse("data.too_long", "data.too_long.bytes", limit=MAX_JSON_BYTES)
-    return text
+# --- defaults and binding -----------------------------------------------------------------------------------------
 
 
 def _plain_default(value: Any) -> Any:
