@@ -102,6 +102,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "apprun_data_dir": tmp_path / "data",
             "db_boot_wait": 0,
+            # A task that holds a PostgreSQL connection and asks for another
+            # can deadlock the pool under load: fail the test instead.
+            "db_strict_checkout": True,
             "_env_file": None,
         }
         values.update(overrides)

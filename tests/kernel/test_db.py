@@ -13,6 +13,7 @@ import pytest
 
 from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
+from apprun.kernel.db.postgres import NestedCheckout
 from apprun.kernel.db.sqlite import to_sqlite_params
 from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
 
@@ -157,18 +158,54 @@ async def test_full_pool_is_pool_exhausted_not_unavailable(make_settings: Any, d
     database = create_database(make_settings(database_url=database_url, db_pool_size=1, db_pool_timeout=0.3))
     await database.open()
     try:
+
+        async def another_request() -> None:
+            if database.dialect == "postgres":
+                async with database.read() as conn:
+                    await conn.fetchval("SELECT 1")
+            else:  # SQLite: the single writer is the contended resource
+                async with database.transaction() as conn:
+                    await conn.fetchval("SELECT 1")
+
         async with database.transaction() as held:
             await held.fetchval("SELECT 1")
             with pytest.raises(DatabaseUnavailable) as info:
-                if database.dialect == "postgres":
-                    async with database.read() as conn:
-                        await conn.fetchval("SELECT 1")
-                else:  # SQLite: the single writer is the contended resource
-                    async with database.transaction() as conn:
-                        await conn.fetchval("SELECT 1")
+                await asyncio.create_task(another_request())
         assert info.value.code == "db.pool_exhausted"
     finally:
         await database.close()
+
+
+async def test_a_nested_postgres_checkout_is_refused_in_strict_mode_and_logged_otherwise(
+    make_settings: Any, pg_databases: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PostgreSQL only: SQLite reads use their own connections beside the writer.
+    database_url = await pg_databases.create()
+    strict = create_database(make_settings(database_url=database_url, db_strict_checkout=True))
+    lenient = create_database(make_settings(database_url=database_url, db_strict_checkout=False))
+    await strict.open()
+    await lenient.open()
+    try:
+        async with strict.transaction():
+            with pytest.raises(NestedCheckout, match="already holds a pooled connection"):
+                async with strict.read():
+                    pass
+
+            async def independent() -> int:
+                async with strict.read() as conn:
+                    return int(await conn.fetchval("SELECT 7"))
+
+            # A task started while the connection is held is another holder, not a nesting.
+            assert await asyncio.create_task(independent()) == 7
+        async with strict.read() as conn:  # released: a new checkout is fine
+            assert await conn.fetchval("SELECT 1") == 1
+
+        async with lenient.transaction(), lenient.read() as conn:
+            assert await conn.fetchval("SELECT 2") == 2
+        assert "db_nested_checkout" in capsys.readouterr().out
+    finally:
+        await strict.close()
+        await lenient.close()
 
 
 async def test_on_commit_runs_after_commit_and_never_on_rollback(db: Database) -> None:

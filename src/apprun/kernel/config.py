@@ -143,6 +143,9 @@ class Settings(BaseSettings):
         description="ms a SQLite read may run on the event loop before moving to a thread; 0 = never",
     )
     db_boot_wait: float = Field(10.0, ge=0, description="seconds to wait for the database at start")
+    db_strict_checkout: bool = Field(
+        False, description="refuse (not just log) a PostgreSQL checkout by a task already holding a connection"
+    )
 
     # --- engines of later modules --------------------------------------
     pubsub_backend: Literal["memory", "nats"] = "memory"

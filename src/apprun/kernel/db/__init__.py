@@ -36,4 +36,5 @@ def create_database(settings: Settings) -> Database:
         connect_timeout=settings.db_connect_timeout,
         statement_timeout=settings.db_statement_timeout,
         application_name=f"apprun@{settings.instance}",
+        strict_checkout=settings.db_strict_checkout,
     )

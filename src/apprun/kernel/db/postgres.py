@@ -7,14 +7,22 @@ checking a connection out by ``DB_POOL_TIMEOUT``. Connections the server
 dropped are replaced by asyncpg on the next checkout, so the pool recovers by
 itself when PostgreSQL comes back. ``statement_timeout`` is set per
 connection, so a runaway query is cancelled by the server.
+
+A task that holds a connection and checks out a second one can deadlock the
+pool under load (every connection held, each holder waiting for another).
+Such nested checkouts are logged (``db_nested_checkout``, with the call
+site), and refused with `NestedCheckout` when ``DB_STRICT_CHECKOUT`` is on,
+as it is in the test suite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
@@ -33,9 +41,19 @@ from apprun.kernel.errors import (
 from apprun.kernel.logging import get_logger
 from apprun.kernel.tracing import db_span
 
-__all__ = ["PostgresDatabase", "translate_pg_error"]
+__all__ = ["NestedCheckout", "PostgresDatabase", "translate_pg_error"]
 
 _log = get_logger("apprun.db")
+
+#: The task holding a connection of this context, if any. A task created while
+#: a connection is held inherits the variable, so the holder is compared with
+#: the current task rather than trusted as a flag.
+_holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("apprun_db_holder", default=None)
+
+
+class NestedCheckout(RuntimeError):
+    """A task holding a pooled connection asked the pool for another one."""
+
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, unreachable, reset
@@ -152,8 +170,10 @@ class PostgresDatabase:
         connect_timeout: float = 3.0,
         statement_timeout: float = 15.0,
         application_name: str = "apprun",
+        strict_checkout: bool = False,
     ) -> None:
         self.config = config
+        self.strict_checkout = strict_checkout
         self.pool_size = pool_size
         self.pool_timeout = pool_timeout
         self.connect_timeout = connect_timeout
@@ -202,6 +222,9 @@ class PostgresDatabase:
     async def _checkout(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise DatabaseUnavailable()
+        task = asyncio.current_task()
+        if task is not None and _holder.get() is task:
+            self._nested_checkout()
         self._waiting += 1
         try:
             raw = await self._pool.acquire(timeout=self.pool_timeout)
@@ -216,10 +239,18 @@ class PostgresDatabase:
             raise
         finally:
             self._waiting -= 1
+        token = _holder.set(task)
         try:
             yield raw
         finally:
+            _holder.reset(token)
             await self._pool.release(raw)
+
+    def _nested_checkout(self) -> None:
+        site = "".join(traceback.format_stack(limit=12)[:-3])
+        if self.strict_checkout:
+            raise NestedCheckout(f"this task already holds a pooled connection; checked out again at:\n{site}")
+        _log.warning("db_nested_checkout", stack=site)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
