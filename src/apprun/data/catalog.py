@@ -42,6 +42,9 @@ from apprun.kernel.times import utcnow
 
 __all__ = ["ApplyResult", "Catalog", "parse_definition"]
 
+#: Tries at setting up the data role before apprun refuses to start.
+_ROLE_ATTEMPTS = 5
+
 _log = get_logger("apprun.data.catalog")
 _PG_DDL_LOCK = 0x61707072756E04
 
@@ -175,32 +178,51 @@ class Catalog:
 
     # --- the data role (PostgreSQL) ------------------------------------------
     async def ensure_data_role(self) -> None:
+        """Create the role data requests run as, and grant what it needs (PostgreSQL).
+
+        Every worker runs this at start. Workers of one deployment take turns
+        (an advisory lock), grants already in place are not repeated, and a
+        catalog write that collides with another database's apprun starting
+        at the same moment ("tuple concurrently updated": roles are
+        cluster-wide) is tried again.
+        """
         if self.dialect != "postgres":
             return
-        role = self.role
-        try:
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-                    f'CREATE ROLE "{role}" NOLOGIN; END IF; '
-                    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-                )
-                is_member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role)
-                if not is_member:
-                    await conn.execute(f'GRANT "{role}" TO CURRENT_USER')
-                await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-                # Writes emit their events in the same transaction, under this role.
-                await conn.execute(f'GRANT INSERT ON apprun_event_outbox TO "{role}"')
-        except ApiError:
-            raise
-        except Exception as exc:
-            from apprun.kernel.runtime import BootError
+        last: Exception | None = None
+        for attempt in range(_ROLE_ATTEMPTS):
+            try:
+                await self._set_up_data_role()
+                return
+            except ApiError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported below as a BootError with what to do
+                last = exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+        from apprun.kernel.runtime import BootError
 
-            raise BootError(
-                f"cannot set up the PostgreSQL role {role!r} that data requests run as ({exc}). Create it once as a "
-                f'superuser: CREATE ROLE "{role}" NOLOGIN; GRANT "{role}" TO <apprun\'s user>; '
-                f'GRANT USAGE ON SCHEMA public TO "{role}"; GRANT INSERT ON apprun_event_outbox TO "{role}";'
-            ) from exc
+        role = self.role
+        raise BootError(
+            f"cannot set up the PostgreSQL role {role!r} that data requests run as ({last}). Create it once as a "
+            f'superuser: CREATE ROLE "{role}" NOLOGIN; GRANT "{role}" TO <apprun\'s user>; '
+            f'GRANT USAGE ON SCHEMA public TO "{role}"; GRANT INSERT ON apprun_event_outbox TO "{role}";'
+        ) from last
+
+    async def _set_up_data_role(self) -> None:
+        role = self.role
+        async with self.db.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('apprun.data_role', 0))")
+            await conn.execute(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                f'CREATE ROLE "{role}" NOLOGIN; END IF; '
+                "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            )
+            if not await conn.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role):
+                await conn.execute(f'GRANT "{role}" TO CURRENT_USER')
+            if not await conn.fetchval("SELECT has_schema_privilege($1, 'public', 'USAGE')", role):
+                await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            # Writes emit their events in the same transaction, under this role.
+            if not await conn.fetchval("SELECT has_table_privilege($1, 'apprun_event_outbox', 'INSERT')", role):
+                await conn.execute(f'GRANT INSERT ON apprun_event_outbox TO "{role}"')
 
     # --- changing ----------------------------------------------------------------
     def _sa_engine(self) -> AsyncEngine:
