@@ -208,6 +208,27 @@ async def test_a_nested_postgres_checkout_is_refused_in_strict_mode_and_logged_o
         await lenient.close()
 
 
+async def test_a_released_postgres_connection_keeps_nothing_of_its_last_use(
+    make_settings: Any, pg_databases: Any
+) -> None:
+    """Connections go back to the pool without a reset query; transaction-local state is all there is."""
+    database = create_database(make_settings(database_url=await pg_databases.create(), db_pool_size=1))
+    await database.open()
+    try:
+        async with database.transaction() as conn:
+            await conn.fetchval("SELECT set_config('apprun.tenant_id', 'tenant-a', true)")
+            await conn.execute("CREATE TABLE kept (id INTEGER)")
+        async with database.read() as conn:  # a raw transaction left open by its user
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO kept VALUES (1)")
+        async with database.read() as conn:  # the pool's one connection again
+            assert await conn.fetchval("SELECT current_setting('apprun.tenant_id', true)") in ("", None)
+            assert await conn.fetchval("SELECT count(*) FROM kept") == 0
+            assert await conn.fetchval("SELECT current_setting('statement_timeout')") == "15s"
+    finally:
+        await database.close()
+
+
 async def test_on_commit_runs_after_commit_and_never_on_rollback(db: Database) -> None:
     seen: list[str] = []
     async with db.transaction() as conn:

@@ -13,6 +13,13 @@ pool under load (every connection held, each holder waiting for another).
 Such nested checkouts are logged (``db_nested_checkout``, with the call
 site), and refused with `NestedCheckout` when ``DB_STRICT_CHECKOUT`` is on,
 as it is in the test suite.
+
+apprun keeps no session state on a connection: the role and tenant are set
+with ``set_config(..., true)`` and locks are transaction-level. So a
+connection goes back to the pool without asyncpg's reset query (``RESET
+ALL``, ``UNLISTEN *``, …), which would cost every request one more round
+trip; an open transaction is still rolled back. Code given a connection
+must use ``SET LOCAL`` and transaction-level advisory locks as well.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ _log = get_logger("apprun.db")
 #: a connection is held inherits the variable, so the holder is compared with
 #: the current task rather than trusted as a flag.
 _holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("apprun_db_holder", default=None)
+
+
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Release without a reset query: nothing outlives a transaction (see the module docstring)."""
 
 
 class NestedCheckout(RuntimeError):
@@ -201,6 +212,7 @@ class PostgresDatabase:
             # A client-side backstop a little above the server's own timeout.
             command_timeout=self.statement_timeout + 5,
             max_inactive_connection_lifetime=300,
+            reset=_keep_session,
             server_settings={
                 "application_name": self.application_name,
                 "statement_timeout": str(int(self.statement_timeout * 1000)),
