@@ -14,125 +14,70 @@ then measures, in the same run on the same machine:
 
 Prints a table and appends it to benchmarks/RESULTS.md with the command,
 the machine and the git commit. Nothing is asserted: this is a measurement.
+The measuring is the harness's (`benchmarks.harness.inprocess`, whose events
+workload creates records through the data API instead); this script emits
+events straight into the outbox, and reports.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file, as documented: the repository root is not on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import asyncio
 import datetime as dt
-import os
-import platform
-import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
-import nats
-from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
-from apprun.events import CloudEvent, HandlerContext, emit, make_event
-from apprun.events.subscriptions import Registry
+from apprun.events import emit, make_event
 from apprun.kernel.config import Settings
-from apprun.kernel.db import create_database
 from apprun.testing.engines import NatsServer
+from benchmarks.harness.inprocess import Subscriber, raw_publish
+from benchmarks.harness.run import machine
+from benchmarks.harness.shutdown import stopped_on_exit
 
 ROOT = Path(__file__).resolve().parents[1]
+EVENT_TYPE = "app.bench.event"
 PAYLOAD = {"order": 123456, "status": "paid", "total": 99.5, "items": ["a", "b", "c"]}
-
-
-async def ceiling(url: str, n: int, size: int) -> float:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    await js.add_stream(name="CEILING", subjects=["ceiling.>"])
-    body = b"x" * size
-    start = time.perf_counter()
-    futures = [await js.publish_async("ceiling.t", body, headers={"Nats-Msg-Id": str(i)}) for i in range(n)]
-    await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - start
-    await nc.close()
-    return n / elapsed
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432"
 
 
 async def through_apprun(settings: Settings, n: int) -> dict[str, float]:
-    registry = Registry()
-    received: list[tuple[float, str]] = []
-    lock = threading.Lock()
-    done = threading.Event()
-
-    @registry.subscribe("app.bench.event", name="bench.recorder")
-    async def record(event: CloudEvent, ctx: HandlerContext) -> None:
-        with lock:
-            received.append((time.time(), event.time or ""))
-            if len(received) >= n:
-                done.set()
-
-    app = create_app(settings, subscribers=[registry], configure_logs=False)
-    db = create_database(settings)
-    async with AsyncTestClient(app=app):
-        await db.open()
+    """``n`` events emitted in transactions of 100 into the outbox, until a subscriber has handled them."""
+    subscriber = Subscriber(EVENT_TYPE, n)
+    async with subscriber.serving(settings) as (_, db):
         tenant = str(uuid.uuid4())
         start = time.perf_counter()
         for offset in range(0, n, 100):
             async with db.transaction() as conn:
                 for _ in range(min(100, n - offset)):
-                    await emit(conn, make_event("app.bench.event", tenant_id=tenant, data=PAYLOAD))
+                    await emit(conn, make_event(EVENT_TYPE, tenant_id=tenant, data=PAYLOAD))
         committed = time.perf_counter() - start
-        await asyncio.to_thread(done.wait, 300)
+        await subscriber.wait()
         elapsed = time.perf_counter() - start
-        await db.close()
-    lags = sorted(
-        (at - dt.datetime.fromisoformat(sent.replace("Z", "+00:00")).timestamp()) * 1000 for at, sent in received
-    )
-    return {
-        "emitted_per_s": n / committed,
-        "delivered_per_s": len(received) / elapsed,
-        "lag_p50_ms": statistics.median(lags),
-        "lag_p99_ms": lags[int(len(lags) * 0.99) - 1],
-        "delivered": float(len(received)),
-    }
+    return {"emitted_per_s": n / committed, **subscriber.figures(elapsed)}
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False)
-    return out.stdout.strip() or "unknown"
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="apprun-bench-events-"))
-    server = NatsServer(work / "nats")
-    server.start()
+async def measure(work: Path, nats_url: str, events: int, db: str) -> tuple[float, dict[str, float]]:
+    """Raw JetStream publishes per second, and what `through_apprun` measured, on ``db`` (sqlite|postgres)."""
+    size = len(make_event(EVENT_TYPE, tenant_id=str(uuid.uuid4()), data=PAYLOAD).data.__repr__()) + 300
+    raw = await raw_publish(nats_url, events, size)
     pg_name = None
     try:
-        size = len(make_event("app.bench.event", tenant_id=str(uuid.uuid4()), data=PAYLOAD).data.__repr__()) + 300
-        raw = await ceiling(server.url, args.events, size)
-        if args.db == "postgres":
+        if db == "postgres":
             pg_name = f"apprun_bench_{uuid.uuid4().hex[:8]}"
-            conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+            conn = await asyncpg.connect(f"{ADMIN_DSN}/postgres")
             await conn.execute(f'CREATE DATABASE "{pg_name}"')
             await conn.close()
-            url = f"postgresql://postgres@127.0.0.1:5432/{pg_name}"
+            url = f"{ADMIN_DSN}/{pg_name}"
         else:
             url = f"sqlite:///{work / 'bench.db'}"
         settings = Settings(
@@ -140,21 +85,36 @@ async def main() -> None:
             apprun_data_dir=work / "data",
             database_url=url,
             pubsub_backend="nats",
-            pubsub_nats_url=server.url,
+            pubsub_nats_url=nats_url,
             log_level="WARNING",
         )
-        result = await through_apprun(settings, args.events)
+        return raw, await through_apprun(settings, events)
     finally:
-        server.stop()
         if pg_name:
-            conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+            conn = await asyncpg.connect(f"{ADMIN_DSN}/postgres")
             await conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             await conn.close()
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False)
+    return out.stdout.strip() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="apprun-bench-events-"))
+    with stopped_on_exit() as engines, engines.running(NatsServer(work / "nats")) as server:
+        raw, result = asyncio.run(measure(work, server.url, args.events, args.db))
     ratio = result["delivered_per_s"] / raw
+    host = machine()
     command = f"python benchmarks/events_throughput.py --events {args.events} --db {args.db}"
     table = (
         f"\n### Events through the outbox and NATS ({dt.datetime.now(dt.UTC).date().isoformat()}, {args.db})\n\n"
-        f"Command: `{command}` · machine: {machine()} · commit `{commit()}`\n\n"
+        f"Command: `{command}` · machine: {host['cores']} cores, {host['cpu']}, {host['os']} · commit `{commit()}`\n\n"
         "| measure | value |\n|---|---|\n"
         f"| raw JetStream publish (ceiling), msg/s | {raw:,.0f} |\n"
         f"| apprun: emitted into the outbox, events/s | {result['emitted_per_s']:,.0f} |\n"
@@ -169,4 +129,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from benchmarks.harness.common import EngineError, Request, System, wait_http
+from benchmarks.harness.common import EngineError, Request, System, stop_group, wait_http
 from benchmarks.harness.pocketbase import BODY, record
 
 __all__ = ["ARGON2_NOTE", "Apprun"]
@@ -157,30 +155,10 @@ class Apprun(System):
         return [self.proc.pid] if self.proc is not None else []
 
     def stop_process(self) -> None:
-        """Stop ``apprun serve`` and its workers; the data stays.
-
-        granian's workers can outlive its main process by a moment, still
-        holding the port: wait until the whole process group is gone, so a
-        restart on the same port cannot be answered by the old workers.
-        """
-        if self.proc is None:
-            return
-        group = self.proc.pid
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(group, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline + 5:  # (a zombie left unreaped would keep the group forever)
-            try:
-                os.killpg(group, signal.SIGKILL if time.monotonic() > deadline else 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+        """Stop ``apprun serve`` and its workers (see `stop_group`); the data stays."""
+        if self.proc is not None:
+            stop_group(self.proc, grace=30)
+            self.proc = None
 
     def stop(self) -> None:
         """Stop the process and drop the PostgreSQL database."""

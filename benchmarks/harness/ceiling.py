@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
 from benchmarks.harness.apprun_system import Apprun
-from benchmarks.harness.common import EngineError, Request, System, wait_http
+from benchmarks.harness.common import EngineError, Request, System, stop_group, wait_http
 
 __all__ = ["Ceiling"]
 
@@ -69,13 +68,6 @@ class Ceiling(System):
         return [self.proc.pid] if self.proc is not None else []
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
+        if self.proc is not None:
+            stop_group(self.proc, grace=15)
+            self.proc = None

@@ -39,42 +39,36 @@ DIALECT = os.environ.get("CEILING_DIALECT", "sqlite")
 TENANT = os.environ.get("CEILING_TENANT", "")
 _HASHER = PasswordHasher()
 
+# The statements are the same on both databases; what differs is spelled here. PostgreSQL formats
+# timestamps and stamps a new row's times itself; SQLite stores them as text (the handler stamps a new
+# row), and has no boolean type, so ``published`` becomes a JSON boolean explicitly.
 if DIALECT == "postgres":
+    _PARAMS = [f"${n}" for n in range(1, 7)]
+    _OBJECT, _TEXT, _NOW = "json_build_object", "::text", "now(), now()"
     _TS = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    _COLUMNS = (
-        "json_build_object('id', id, 'tenant_id', tenant_id, 'created_at', {c}, 'updated_at', {u}, "
-        "'created_by', created_by, 'title', title, 'body', body, 'views', views, 'published', published)"
-    ).format(c=_TS.format("created_at"), u=_TS.format("updated_at"))
-    _AGG = (
-        "SELECT coalesce(json_agg(_x.row), '[]'::json)::text "
-        "FROM (SELECT {cols} AS row FROM {table} {where} ORDER BY id LIMIT 20) _x"
-    )
-    LIST_PUBLIC = _AGG.format(cols=_COLUMNS, table="bench_public", where="")
-    LIST_AUTH = _AGG.format(cols=_COLUMNS, table="bench_private", where="WHERE tenant_id = $1")
-    VIEW = f"SELECT {_COLUMNS}::text FROM bench_public WHERE id = $1"
-    CREATE = (
-        "INSERT INTO bench_private (id, tenant_id, created_at, updated_at, created_by, title, body, views, published) "
-        f"VALUES ($1, $2, now(), now(), NULL, $3, $4, $5, $6) RETURNING {_COLUMNS}::text"
-    )
-    LOGIN = "SELECT password_hash FROM apprun_users WHERE email = $1"
+    _CREATED, _UPDATED, _PUBLISHED = _TS.format("created_at"), _TS.format("updated_at"), "published"
+    _ARRAY = "coalesce(json_agg(_x.row), '[]'::json)::text"
 else:
-    _COLUMNS = (
-        "json_object('id', id, 'tenant_id', tenant_id, 'created_at', created_at, 'updated_at', updated_at, "
-        "'created_by', created_by, 'title', title, 'body', body, 'views', views, 'published', "
-        "CASE WHEN published IS NULL THEN NULL WHEN published THEN json('true') ELSE json('false') END)"
-    )
-    _AGG = (
-        "SELECT coalesce(json_group_array(json(_x.row)), '[]') "
-        "FROM (SELECT {cols} AS row FROM {table} {where} ORDER BY id LIMIT 20) _x"
-    )
-    LIST_PUBLIC = _AGG.format(cols=_COLUMNS, table="bench_public", where="")
-    LIST_AUTH = _AGG.format(cols=_COLUMNS, table="bench_private", where="WHERE tenant_id = ?")
-    VIEW = f"SELECT {_COLUMNS} FROM bench_public WHERE id = ?"
-    CREATE = (
-        "INSERT INTO bench_private (id, tenant_id, created_at, updated_at, created_by, title, body, views, published) "
-        f"VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING {_COLUMNS}"
-    )
-    LOGIN = "SELECT password_hash FROM apprun_users WHERE email = ?"
+    _PARAMS = ["?"] * 6
+    _OBJECT, _TEXT, _NOW = "json_object", "", "?, ?"
+    _CREATED, _UPDATED = "created_at", "updated_at"
+    _PUBLISHED = "CASE WHEN published IS NULL THEN NULL WHEN published THEN json('true') ELSE json('false') END"
+    _ARRAY = "coalesce(json_group_array(json(_x.row)), '[]')"
+_P1, _P2, _P3, _P4, _P5, _P6 = _PARAMS
+
+_COLUMNS = (
+    f"{_OBJECT}('id', id, 'tenant_id', tenant_id, 'created_at', {_CREATED}, 'updated_at', {_UPDATED}, "
+    f"'created_by', created_by, 'title', title, 'body', body, 'views', views, 'published', {_PUBLISHED})"
+)
+_AGG = f"SELECT {_ARRAY} FROM (SELECT {_COLUMNS} AS row FROM {{table}} {{where}} ORDER BY id LIMIT 20) _x"
+LIST_PUBLIC = _AGG.format(table="bench_public", where="")
+LIST_AUTH = _AGG.format(table="bench_private", where=f"WHERE tenant_id = {_P1}")
+VIEW = f"SELECT {_COLUMNS}{_TEXT} FROM bench_public WHERE id = {_P1}"
+CREATE = (
+    "INSERT INTO bench_private (id, tenant_id, created_at, updated_at, created_by, title, body, views, published) "
+    f"VALUES ({_P1}, {_P2}, {_NOW}, NULL, {_P3}, {_P4}, {_P5}, {_P6}) RETURNING {_COLUMNS}{_TEXT}"
+)
+LOGIN = f"SELECT password_hash FROM apprun_users WHERE email = {_P1}"
 
 _pool: asyncio.Task[asyncpg.Pool] | None = None
 _sqlite: sqlite3.Connection | None = None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +24,7 @@ __all__ = [
     "Request",
     "System",
     "free_port",
+    "stop_group",
     "tree_cpu_seconds",
     "tree_pss",
     "tree_rss",
@@ -56,11 +61,13 @@ class LoadResult:
     sut_cpu_s: float = 0.0  # CPU seconds the system under test used (filled in by the runner)
 
 
-class System:
+class System(abc.ABC):
     """A system under test: started on free loopback ports, seeded, asked for requests, stopped.
 
     Subclasses set ``name`` (short, stable: used as a JSON key) and ``label``
-    (what the table shows), and fill in the methods below.
+    (what the table shows), and fill in the methods below. `stop` must be
+    safe to call at any time, more than once, and before `start`: the
+    harness calls it on the way out whatever state a failure left.
     """
 
     name = "system"
@@ -75,23 +82,51 @@ class System:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the system's processes and wait until it answers."""
 
+    @abc.abstractmethod
     def seed(self, records: int) -> None:
         """Create the collections, users and ``records`` rows the workloads read."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def requests(self) -> dict[str, Request]:
         """The request for each workload in `WORKLOADS` this system answers (after `seed`)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def pids(self) -> list[int]:
         """Every process of this system (for memory and CPU accounting)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop every process of the system."""
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop ``proc``, started with ``start_new_session=True``, and every process of its group.
+
+    SIGTERM first; SIGKILL to the whole group if it has not exited after
+    ``grace`` seconds. Forked workers (granian's) can outlive their main
+    process by a moment, still holding the port, so this returns only once
+    the group is empty: a restart on the same port cannot be answered by the
+    old workers, and nothing is left running when the harness exits.
+    """
+    group = proc.pid
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            proc.wait(5)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline + 5:  # (a zombie left unreaped would keep the group forever)
+        try:
+            os.killpg(group, signal.SIGKILL if time.monotonic() > deadline else 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
 
 
 def _tree(pids: Iterable[int]) -> list[psutil.Process]:

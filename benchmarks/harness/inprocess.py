@@ -1,22 +1,41 @@
-"""Workloads measured inside one Python process: authorization decisions, events end to end."""
+"""Workloads measured inside one Python process: authorization decisions, events end to end.
+
+`raw_publish` and `Subscriber` are shared with ``benchmarks/events_throughput.py``, which measures
+events emitted straight into the outbox rather than records created through the data API.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import statistics
+import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
-from apprun.kernel.db import create_database
+from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.db.port import Connection
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
 from apprun.rbac.service import POLICY_VERSION, Rbac
+from benchmarks.harness.pocketbase import record
 
-__all__ = ["authorization", "events"]
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar.testing import AsyncTestClient
+
+    from apprun.events import CloudEvent, HandlerContext
+
+__all__ = ["WAIT_S", "Subscriber", "authorization", "events", "raw_publish"]
+
+#: The longest a measurement waits for its events to reach the subscriber.
+WAIT_S = 300
 
 
 class _Members:
@@ -74,77 +93,116 @@ def authorization(workdir: Path, seconds: float) -> dict[str, float]:
     return asyncio.run(_authorization(workdir, seconds))
 
 
+async def raw_publish(url: str, count: int, size: int) -> float:
+    """Messages per second of ``count`` pipelined JetStream publishes of ``size`` bytes: the events' ceiling."""
+    import nats  # here and below: the app and its clients load only for this workload, not at the harness's start
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="CEILING", subjects=["ceiling.>"])
+        body = b"x" * size
+        start = time.perf_counter()
+        futures = [await js.publish_async("ceiling.t", body, headers={"Nats-Msg-Id": str(i)}) for i in range(count)]
+        await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - start
+    finally:
+        await nc.close()
+    return count / elapsed
+
+
+class Subscriber:
+    """An app whose one subscriber records when each event of ``event_type`` reaches it, until ``count`` have.
+
+    The test client runs the app in a thread and event loop of its own (a blocking
+    portal), so what the subscriber records is guarded by a lock and waited for
+    with a thread event.
+    """
+
+    def __init__(self, event_type: str, count: int) -> None:
+        from apprun.events.subscriptions import Registry
+
+        self.registry = Registry()
+        self._received: list[tuple[float, str]] = []  # (handled at, the event's own time)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+        @self.registry.subscribe(event_type, name="bench.recorder")
+        async def on_event(event: CloudEvent, ctx: HandlerContext) -> None:
+            with self._lock:
+                self._received.append((time.time(), event.time or ""))
+                if len(self._received) >= count:
+                    self._done.set()
+
+    @contextlib.asynccontextmanager
+    async def serving(self, settings: Settings) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Database]]:
+        """The app with this subscriber, and a database handle of its own to write with."""
+        from litestar.testing import AsyncTestClient
+
+        from apprun.app import create_app
+
+        app = create_app(settings, subscribers=[self.registry], configure_logs=False)
+        db = create_database(settings)
+        async with AsyncTestClient(app=app) as client:
+            await db.open()
+            try:
+                yield client, db
+            finally:
+                await db.close()
+
+    async def wait(self) -> None:
+        """Until every event has been handled, or `WAIT_S` seconds (the figures then say how many were)."""
+        try:
+            await asyncio.to_thread(self._done.wait, WAIT_S)
+        finally:
+            self._done.set()  # a wait cut short must not leave its thread blocked: asyncio.run joins it
+
+    def figures(self, elapsed: float) -> dict[str, float]:
+        """Events handled per second over ``elapsed`` seconds, the lag (event time to handler) P50 and P99."""
+        with self._lock:
+            received = list(self._received)
+        lags = sorted(
+            (at - dt.datetime.fromisoformat(sent.replace("Z", "+00:00")).timestamp()) * 1000 for at, sent in received
+        )
+        return {
+            "delivered_per_s": len(received) / elapsed,
+            "lag_p50_ms": statistics.median(lags) if lags else 0.0,
+            "lag_p99_ms": lags[max(int(len(lags) * 0.99) - 1, 0)] if lags else 0.0,
+            "delivered": float(len(received)),
+        }
+
+
 async def _records_to_subscriber(settings: Settings, count: int) -> dict[str, float]:
     """Records created through the data API (bulk POSTs of 100) and their events handled by a subscriber."""
-    import datetime as dt
-    import statistics
-    import threading
-
-    from litestar.testing import AsyncTestClient
-
-    from apprun.app import create_app
-    from apprun.events import CloudEvent, HandlerContext
-    from apprun.events.subscriptions import Registry
-    from benchmarks.harness.pocketbase import record
-
-    registry = Registry()
-    received: list[tuple[float, str]] = []
-    lock = threading.Lock()
-    done = threading.Event()
-
-    @registry.subscribe("apprun.record.created", name="bench.records")
-    async def on_created(event: CloudEvent, ctx: HandlerContext) -> None:
-        with lock:
-            received.append((time.time(), event.time or ""))
-            if len(received) >= count:
-                done.set()
-
-    app = create_app(settings, subscribers=[registry], configure_logs=False)
-    db = create_database(settings)
-    async with AsyncTestClient(app=app) as client:
-        await db.open()
-        try:
-            admin = {"email": "admin@example.com", "password": "admin-password-1234"}
-            user = (await client.post("/auth/register", json=admin)).json()["user"]
-            async with db.transaction() as conn:
-                await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, user["id"])
-            token = (await client.post("/auth/login", json=admin)).json()["access_token"]
-            auth = {"Authorization": f"Bearer {token}", "Prefer": "return=minimal"}
-            fields = [{"name": n, "type": t} for n, t in (("title", "text"), ("body", "text"), ("views", "integer"))]
-            fields.append({"name": "published", "type": "boolean"})
-            reply = await client.post(
-                "/api/v1/collections", json={"name": "bench_events", "fields": fields}, headers=auth
-            )
+    subscriber = Subscriber("apprun.record.created", count)
+    async with subscriber.serving(settings) as (client, db):
+        admin = {"email": "admin@example.com", "password": "admin-password-1234"}
+        user = (await client.post("/auth/register", json=admin)).json()["user"]
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, user["id"])
+        token = (await client.post("/auth/login", json=admin)).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}", "Prefer": "return=minimal"}
+        fields = [{"name": n, "type": t} for n, t in (("title", "text"), ("body", "text"), ("views", "integer"))]
+        fields.append({"name": "published", "type": "boolean"})
+        reply = await client.post("/api/v1/collections", json={"name": "bench_events", "fields": fields}, headers=auth)
+        assert reply.status_code == 201, reply.text
+        start = time.perf_counter()
+        for offset in range(0, count, 100):
+            rows = [record(i) for i in range(offset, min(offset + 100, count))]
+            reply = await client.post("/data/bench_events", json=rows, headers=auth)
             assert reply.status_code == 201, reply.text
-            start = time.perf_counter()
-            for offset in range(0, count, 100):
-                rows = [record(i) for i in range(offset, min(offset + 100, count))]
-                reply = await client.post("/data/bench_events", json=rows, headers=auth)
-                assert reply.status_code == 201, reply.text
-            created = time.perf_counter() - start
-            await asyncio.to_thread(done.wait, 300)
-            elapsed = time.perf_counter() - start
-        finally:
-            await db.close()
-    lags = sorted(
-        (at - dt.datetime.fromisoformat(sent.replace("Z", "+00:00")).timestamp()) * 1000 for at, sent in received
-    )
-    return {
-        "created_per_s": count / created,
-        "delivered_per_s": len(received) / elapsed,
-        "lag_p50_ms": statistics.median(lags) if lags else 0.0,
-        "lag_p99_ms": lags[max(int(len(lags) * 0.99) - 1, 0)] if lags else 0.0,
-        "delivered": float(len(received)),
-    }
+        created = time.perf_counter() - start
+        await subscriber.wait()
+        elapsed = time.perf_counter() - start
+    return {"created_per_s": count / created, **subscriber.figures(elapsed)}
 
 
 def events(workdir: Path, nats_url: str, count: int) -> dict[str, Any]:
     """Records created through the data API, their events through the outbox, the relay and JetStream to
     a subscriber (SQLite), against raw JetStream publishes of the same number of messages."""
-    from benchmarks.events_throughput import ceiling
 
     async def run() -> dict[str, Any]:
-        raw = await ceiling(nats_url, count, 600)  # about the size of one record's event
+        raw = await raw_publish(nats_url, count, 600)  # about the size of one record's event
         settings = Settings(
             _env_file=None,
             apprun_data_dir=workdir / "data",

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from benchmarks.harness.common import EngineError, Request, System, wait_http
+from benchmarks.harness.common import EngineError, Request, System, stop_group, wait_http
 
 __all__ = ["BODY", "PocketBase", "record"]
 
@@ -239,18 +239,13 @@ class PocketBase(System):
         return [self._proc.pid]
 
     def stop(self) -> None:
-        """SIGTERM the server, wait up to 10 s, then SIGKILL."""
+        """SIGTERM the server, wait up to 10 s, then SIGKILL its process group."""
         if self._client is not None:
             self._client.close()
             self._client = None
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if self._proc is not None:
+            stop_group(self._proc, grace=10)
+            self._proc = None
         self._close_log()
 
     def _close_log(self) -> None:

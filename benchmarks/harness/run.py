@@ -5,6 +5,8 @@ loaded one at a time (the others stopped, so they cost nothing), and
 stopped. Every HTTP workload gets a warm-up, then ``runs`` measured runs of
 which the median is kept. The load generator's own CPU and the system's
 CPU are recorded next to every run, because on 2 cores they compete.
+However the run ends — done, failed, Ctrl-C or SIGTERM — every engine still
+running is stopped (`benchmarks.harness.shutdown`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from benchmarks.harness.common import WORKLOADS, EngineError, LoadResult, System
 from benchmarks.harness.load import ensure_tools, median_result, run_rate, run_wrk
 from benchmarks.harness.pocketbase import PocketBase
 from benchmarks.harness.report import markdown
+from benchmarks.harness.shutdown import Engines, Terminated, stopped_on_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGIN_MIN_SECONDS = 4
@@ -93,11 +96,12 @@ class _Peak:
 
 
 class Bench:
-    """One benchmark run: holds the mode, the work directory and what was measured."""
+    """One benchmark run: holds the mode, the work directory, the engines running and what was measured."""
 
-    def __init__(self, mode: Mode, workdir: Path) -> None:
+    def __init__(self, mode: Mode, workdir: Path, engines: Engines) -> None:
         self.mode = mode
         self.workdir = workdir
+        self.engines = engines
         self.results: dict[str, Any] = {
             "http": {},  # workload -> system -> LoadResult (as dict)
             "fixed_rate": {},  # system -> LoadResult
@@ -171,8 +175,7 @@ class Bench:
     def pocketbase(self) -> None:
         pb = PocketBase(self.workdir / "pocketbase")
         console.print(f"[bold]PocketBase[/] {pb.version()} on {pb.base_url}")
-        with _stopping(pb):
-            pb.start()
+        with self.engines.running(pb):
             seeded = _timed(lambda: pb.seed(self.mode.records))
             console.print(f"  seeded {self.mode.records:,} records per collection in {seeded:.1f} s")
             configs = {"pocketbase_tuned": lambda: pb.tune(True), "pocketbase": lambda: pb.tune(False)}
@@ -185,22 +188,18 @@ class Bench:
         mode = self.mode
         system = Apprun(self.workdir / f"apprun-{dialect}", dialect, mode.workers, nats_url)
         console.print(f"[bold]apprun[/] on {dialect} at {system.base_url}")
-        try:
-            system.start()
+        with self.engines.running(system):
             seeded = _timed(lambda: system.seed(mode.records))
             console.print(f"  seeded {mode.records:,} records per collection in {seeded:.1f} s")
             if mode.calibrate:
                 self._calibrate(system)
             key = system.name
             self._http(system, {key: lambda: None}, fixed_rate=key)
-            system.stop_process()
+            system.stop_process()  # apprun's processes only: the ceiling runs next, on its data
             ceiling = Ceiling(system)
             console.print(f"[bold]ceiling[/] on {dialect} ({ceiling.workers} workers)")
-            with _stopping(ceiling):
-                ceiling.start()
+            with self.engines.running(ceiling):
                 self._http(ceiling, {ceiling.name: lambda: None})
-        finally:
-            system.stop()
         self.results["notes"]["apprun_hash"] = ARGON2_NOTE
 
     def _calibrate(self, system: Apprun) -> None:
@@ -218,9 +217,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         ensure_tools()
-        nats = NatsServer(self.workdir / "nats")
-        nats.start()
-        try:
+        with self.engines.running(NatsServer(self.workdir / "nats")) as nats:
             self.pocketbase()
             for dialect in ("sqlite", "postgres"):
                 self.apprun(dialect, nats.url)
@@ -229,24 +226,10 @@ class Bench:
             console.print(f"  {self.results['authorization']}")
             console.print(f"[bold]events[/]: {self.mode.events:,} through the outbox and JetStream")
             # A NATS server of its own: the one above holds the systems' streams and consumers.
-            events_nats = NatsServer(self.workdir / "nats-events")
-            events_nats.start()
-            try:
+            with self.engines.running(NatsServer(self.workdir / "nats-events")) as events_nats:
                 self.results["events"] = inprocess.events(self.workdir / "events", events_nats.url, self.mode.events)
-            finally:
-                events_nats.stop()
             console.print(f"  {self.results['events']}")
-        finally:
-            nats.stop()
         return self.results
-
-
-@contextlib.contextmanager
-def _stopping(system: System) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        system.stop()
 
 
 def _timed(fn: Callable[[], None]) -> float:
@@ -282,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = MODES[args.mode]
     started = dt.datetime.now(dt.UTC)
-    with tempfile.TemporaryDirectory(prefix="apprun-bench-") as tmp:
-        results = Bench(mode, Path(tmp)).run()
+    # The engines are stopped before their work directory is removed.
+    try:
+        with tempfile.TemporaryDirectory(prefix="apprun-bench-") as tmp, stopped_on_exit() as engines:
+            results = Bench(mode, Path(tmp), engines).run()
+    except (Terminated, KeyboardInterrupt) as exc:
+        console.print(f"[red]{'terminated' if isinstance(exc, Terminated) else 'interrupted'}[/]: every engine stopped")
+        raise
     results["meta"] = {
         "mode": asdict(mode),
         "command": args.command,
