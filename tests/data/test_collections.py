@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,39 @@ async def test_openapi_describes_each_collection_and_follows_its_changes(client:
     document = (await client.get("/openapi.json")).json()
     assert "pinned" in document["components"]["schemas"]["notes"]["properties"]
     assert "secret" not in document["components"]["schemas"]["notes.write"]["properties"]
+
+
+async def test_a_collection_may_relate_to_itself(client: Any, admin: dict[str, Any]) -> None:
+    """Replies, trees, a manager: a relation to the collection's own table, at creation or added later."""
+    comments = {
+        "name": "comments",
+        "fields": [
+            {"name": "body", "type": "text"},
+            {"name": "reply_to", "type": "relation", "collection": "comments", "on_delete": "cascade"},
+        ],
+        "rules": dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated"),
+    }
+    assert (await define(client, admin, comments))["operation"] == "create"
+    grown = {
+        **comments,
+        "fields": [
+            *comments["fields"],
+            {"name": "quoted", "type": "relation", "collection": "comments", "on_delete": "set_null"},
+        ],
+    }
+    assert (await define(client, admin, grown))["operation"] == "alter"
+
+    user = await register(client)
+    h = {**bearer(user), "Prefer": "return=representation"}
+    first = (await client.post("/data/comments", json={"body": "first"}, headers=h)).json()[0]["id"]
+    r = await client.post("/data/comments", json={"body": "reply", "reply_to": first, "quoted": first}, headers=h)
+    assert r.status_code == 201, r.text
+    r = await client.post("/data/comments", json={"body": "dangling", "reply_to": str(uuid.uuid4())}, headers=h)
+    assert r.status_code == 409, r.text
+    listed = await client.get(
+        "/data/comments?select=body,parent:reply_to(body)&reply_to=not.is.null", headers=bearer(user)
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == [{"body": "reply", "parent": {"body": "first"}}]
+    await client.delete(f"/data/comments?id=eq.{first}", headers=bearer(user))
+    assert (await client.get("/data/comments", headers=bearer(user))).json() == []

@@ -71,11 +71,21 @@ def _fk_ondelete(field: FieldDef) -> str:
     return {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}[field.on_delete]
 
 
-def field_column(field: FieldDef, dialect: Dialect) -> sa.Column[Any]:
-    """The column of one field (constraints other than NOT NULL and FK are separate)."""
+def fk_name(table: str, field: FieldDef) -> str:
+    """The name of a relation's foreign key (the one NAMING gives it), so a migration can find it again."""
+    return NAMING["fk"] % {"table_name": table, "column_0_name": field.name, "referred_table_name": field.collection}
+
+
+def field_column(field: FieldDef, dialect: Dialect, table: str) -> sa.Column[Any]:
+    """The column of one field of ``table`` (constraints other than NOT NULL and FK are separate).
+
+    The foreign key is named here, not by the metadata's convention: a column
+    added by a migration is not in that metadata, and SQLite's table rebuild
+    refuses an unnamed constraint.
+    """
     args: list[Any] = []
     if field.type == "relation":
-        args.append(sa.ForeignKey(f"{field.collection}.id", ondelete=_fk_ondelete(field)))
+        args.append(sa.ForeignKey(f"{field.collection}.id", ondelete=_fk_ondelete(field), name=fk_name(table, field)))
     return sa.Column(field.name, column_type(field.type, dialect), *args, nullable=not field.required)
 
 
@@ -92,7 +102,7 @@ def table_model(collection: CollectionDef, dialect: Dialect, metadata: sa.MetaDa
         sa.Column("created_by", sa.Text(), nullable=True),
     ]
     for field in collection.column_fields:
-        items.append(field_column(field, dialect))
+        items.append(field_column(field, dialect, collection.name))
         if field.unique:
             items.append(sa.UniqueConstraint(*(["tenant_id"] if tenant_scoped else []), field.name))
     if tenant_scoped:
@@ -100,9 +110,15 @@ def table_model(collection: CollectionDef, dialect: Dialect, metadata: sa.MetaDa
     for index in collection.indexes:
         cols = (["tenant_id"] if tenant_scoped else []) + list(index.fields)
         items.append(sa.Index(None, *cols, unique=index.unique))
-    # Relation targets must be known to the metadata for the FK to render.
+    # Relation targets must be known to the metadata for the FK to render (a
+    # relation to the collection itself — replies, a tree — is to this table).
     for field in collection.column_fields:
-        if field.type == "relation" and field.collection and field.collection not in meta.tables:
+        if (
+            field.type == "relation"
+            and field.collection
+            and field.collection != collection.name
+            and field.collection not in meta.tables
+        ):
             sa.Table(field.collection, meta, sa.Column("id", sa.Text(), primary_key=True))
     return sa.Table(collection.name, meta, *items)
 

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.operations import Operations
 
-from apprun.data.ddl import NAMING, Change, _drop_fts_statements, _fts_statements, field_column, table_model
+from apprun.data.ddl import NAMING, Change, _drop_fts_statements, _fts_statements, field_column, fk_name, table_model
 from apprun.data.model import CollectionDef, FieldDef, IndexDef
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
@@ -138,9 +138,9 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         ) -> None:
             if dialect == "sqlite" and f.type == "relation":  # SQLite adds a REFERENCES column only by rebuilding
                 with _batch(op, dialect, before) as batch:
-                    batch.add_column(field_column(f, dialect))
+                    batch.add_column(field_column(f, dialect, name))
             else:
-                op.add_column(name, field_column(f, dialect))
+                op.add_column(name, field_column(f, dialect, name))
             if d is not None:
                 op.execute(
                     sa.text(f'UPDATE "{name}" SET "{f.name}" = :d WHERE "{f.name}" IS NULL').bindparams(
@@ -263,16 +263,8 @@ def _unique(plan: _Plan, name: str, field: FieldDef) -> None:
 
 
 def _foreign_key(plan: _Plan, name: str, before_field: FieldDef, after_field: FieldDef) -> None:
-    old_fk = NAMING["fk"] % {
-        "table_name": name,
-        "column_0_name": before_field.name,
-        "referred_table_name": before_field.collection,
-    }
-    new_fk = NAMING["fk"] % {
-        "table_name": name,
-        "column_0_name": after_field.name,
-        "referred_table_name": after_field.collection,
-    }
+    old_fk = fk_name(name, before_field)
+    new_fk = fk_name(name, after_field)
     ondelete = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}[after_field.on_delete]
     target = after_field.collection or ""
 
