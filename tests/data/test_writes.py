@@ -302,3 +302,73 @@ async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, d
         r = await client.delete("/data/items", params={"sku": "eq.one"}, headers=h)
         assert r.status_code == 200, r.text
         assert [x["sku"] for x in r.json()] == ["one"]
+
+
+THREADS = {
+    "name": "threads",
+    "fields": [{"name": "title", "type": "text", "required": True}],
+    "rules": dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated"),
+}
+POSTS = {
+    "name": "posts",
+    "fields": [
+        {"name": "body", "type": "text"},
+        {"name": "thread", "type": "relation", "collection": "threads", "on_delete": "cascade"},
+        {"name": "reply_to", "type": "relation", "collection": "posts", "on_delete": "cascade"},
+        {"name": "quoted", "type": "relation", "collection": "posts", "on_delete": "set_null"},
+    ],
+    "rules": dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated"),
+}
+BOOKMARKS = {
+    "name": "bookmarks",
+    "fields": [
+        {"name": "post", "type": "relation", "collection": "posts", "on_delete": "set_null"},
+        {"name": "thread", "type": "relation", "collection": "threads", "on_delete": "set_null"},
+    ],
+    "rules": dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated"),
+}
+
+
+async def test_rows_the_database_deletes_or_nulls_on_delete_get_their_events(
+    client: Any, admin: dict[str, Any], db: Any
+) -> None:
+    """PocketBase announces what a cascade does; so does apprun, though the foreign key does the work."""
+    for definition in (THREADS, POSTS, BOOKMARKS):
+        await define(client, admin, definition)
+    user = await register(client)
+    h = {**bearer(user), **REPR}
+
+    async def create(collection: str, body: dict[str, Any]) -> str:
+        r = await client.post(f"/data/{collection}", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        return str(r.json()[0]["id"])
+
+    doomed = await create("threads", {"title": "doomed"})
+    kept = await create("threads", {"title": "kept"})
+    first = await create("posts", {"body": "first", "thread": doomed})
+    reply = await create("posts", {"body": "reply", "thread": kept, "reply_to": first})  # goes with its parent
+    reply2 = await create("posts", {"body": "reply to reply", "reply_to": reply})
+    quoting = await create("posts", {"body": "quoting", "thread": kept, "quoted": reply2})  # stays, nulled
+    mark = await create("bookmarks", {"post": first, "thread": doomed})  # two fields nulled: one event
+    other = await create("bookmarks", {"post": quoting})  # untouched
+    before = len(await _events(db))
+
+    r = await client.delete(f"/data/threads?id=eq.{doomed}", headers=h)
+    assert r.status_code == 200, r.text
+    events = (await _events(db))[before:]
+    deleted = {(e["data"]["collection"], e["data"]["old"]["id"]) for e in events if e["type"].endswith("deleted")}
+    assert deleted == {("threads", doomed), ("posts", first), ("posts", reply), ("posts", reply2)}
+    assert all(e["data"]["record"] is None for e in events if e["type"].endswith("deleted"))
+    updated = [e for e in events if e["type"].endswith("updated")]
+    assert sorted(e["subject"] for e in updated) == sorted([f"posts/{quoting}", f"bookmarks/{mark}"])
+    for e in updated:
+        assert e["tenantid"] == user["tenant_id"]
+        collection, row_id = e["data"]["collection"], e["data"]["old"]["id"]
+        stored = (await client.get(f"/data/{collection}?id=eq.{row_id}", headers=h)).json()[0]
+        assert e["data"]["record"] == stored  # the event says what the row now is
+    mark_event = next(e for e in updated if e["subject"] == f"bookmarks/{mark}")
+    assert mark_event["data"]["old"]["post"] == first and mark_event["data"]["old"]["thread"] == doomed
+    assert mark_event["data"]["record"]["post"] is None and mark_event["data"]["record"]["thread"] is None
+    assert len(events) == 6
+    assert await _count(db, "posts") == 1
+    assert other not in {e["data"]["old"]["id"] for e in events}

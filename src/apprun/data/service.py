@@ -10,8 +10,8 @@ connection never carries a tenant into the next request.
 Writes emit ``apprun.record.created|updated|deleted`` through the events
 outbox in the same transaction, one event per row, carrying the row as the
 API returns it (``record``) and, for updates and deletes, the row before
-(``old``). Rows removed or changed by the database itself (``on_delete:
-cascade`` / ``set_null``) emit no events.
+(``old``). Rows a delete's ``on_delete: cascade`` / ``set_null`` removes or
+changes are read before the delete and announced too (`apprun.data.cascades`).
 """
 
 from __future__ import annotations

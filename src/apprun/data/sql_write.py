@@ -93,6 +93,13 @@ class WriteCompiler:
         where = ids_condition("id", ids, self.dialect, params)
         return Statement(f"UPDATE {quote(collection.name)} SET {sets} WHERE {where}", params.values)
 
+    def referencing_ids(self, child: CollectionDef, field: str, ids: list[str]) -> Statement:
+        """The ids of ``child`` rows whose relation ``field`` points at one of ``ids``, locked on PostgreSQL."""
+        params = Params()
+        where = ids_condition(quote(field), ids, self.dialect, params)
+        lock = " FOR UPDATE" if self.dialect == "postgres" else ""
+        return Statement(f"SELECT id FROM {quote(child.name)} WHERE {where} ORDER BY id{lock}", params.values)
+
     def delete(self, collection: CollectionDef, ids: list[str]) -> Statement:
         params = Params()
         where = ids_condition("id", ids, self.dialect, params)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from apprun.data.access import resolve_access
+from apprun.data.cascades import Effect, cascade_effects
 from apprun.data.hooks import WriteEvent, run_chain
 from apprun.data.model import CollectionDef
 from apprun.data.query_ast import FieldPath, Filter, ReadQuery
@@ -280,20 +281,24 @@ class DataWrites(RowsBase):
             body_out = await self._representation(conn, collection, returning, view, records=olds)
             deleted: list[dict[str, Any]] = []
             if not self.hooks.has("delete", name):
+                effects = await self._cascades(conn, writer, collection, tenant, targets)
                 if targets:
                     stmt = writer.delete(collection, targets)
                     await conn.execute(stmt.sql, *stmt.params)
                 for old in olds:
                     await self._emit(conn, collection, tenant, "deleted", record=None, old=old)
+                await self._announce(conn, tenant, effects)
                 deleted = olds
             else:
                 for old in olds:
                     event = WriteEvent(collection=collection, ctx=ctx, conn=conn, action="delete", old=old)
 
                     async def final(e: WriteEvent, before: dict[str, Any] = old) -> None:
+                        effects = await self._cascades(conn, writer, collection, tenant, [before["id"]])
                         stmt = writer.delete(collection, [before["id"]])
                         await conn.execute(stmt.sql, *stmt.params)
                         await self._emit(conn, collection, tenant, "deleted", record=None, old=before)
+                        await self._announce(conn, tenant, effects)
                         deleted.append(before)
 
                     await run_chain(event, self.hooks.handlers("delete", name), final)
@@ -301,6 +306,22 @@ class DataWrites(RowsBase):
                     kept = {r["id"] for r in deleted}
                     body_out = json.dumps([r for r in json.loads(body_out or "[]") if r.get("id") in kept])
         return WriteResult(body_out, len(deleted), [r["id"] for r in deleted])
+
+    async def _cascades(
+        self, conn: Connection, writer: WriteCompiler, collection: CollectionDef, tenant: str | None, ids: list[str]
+    ) -> list[Effect]:
+        """What the database's ``on_delete`` actions will do when ``ids`` go (read first, announced after)."""
+
+        async def records(c: CollectionDef, record_ids: list[str]) -> list[dict[str, Any]]:
+            return await self._records(conn, c, tenant, record_ids)
+
+        return await cascade_effects(
+            conn, collection, ids, collections=self.catalog.current(), writer=writer, records=records
+        )
+
+    async def _announce(self, conn: Connection, tenant: str | None, effects: list[Effect]) -> None:
+        for effect in effects:
+            await self._emit(conn, effect.collection, tenant, effect.kind, record=effect.record, old=effect.old)
 
     # --- put -----------------------------------------------------------------------------------
     async def put(
