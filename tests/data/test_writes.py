@@ -273,6 +273,30 @@ async def test_hooks_wrap_each_row_write(hooked: tuple[Any, list[str]], db: Any)
     assert len(await _events(db, "deleted")) == 1
 
 
+async def test_a_delete_through_hooks_announces_its_cascades_row_by_row(hooked: tuple[Any, list[str]], db: Any) -> None:
+    client, _ = hooked
+    admin = await make_admin(client, db)
+    await define(client, admin, ITEMS)
+    parts = {
+        "name": "parts",
+        "fields": [{"name": "item", "type": "relation", "collection": "items", "on_delete": "cascade"}],
+        "rules": ITEMS["rules"],
+    }
+    await define(client, admin, parts)
+    user = await register(client)
+    h = {**bearer(user), **REPR}
+    items = (await client.post("/data/items", json=[{"sku": "a"}, {"sku": "b"}], headers=h)).json()
+    r = await client.post("/data/parts", json=[{"item": items[0]["id"]}, {"item": items[1]["id"]}], headers=h)
+    assert r.status_code == 201, r.text
+    part_of = {p["item"]: p["id"] for p in r.json()}
+
+    r = await client.delete("/data/items?sku=in.(a,b)", headers=h)  # the hook keeps b, so b's part stays
+    assert r.status_code == 200, r.text
+    deleted = [(e["data"]["collection"], e["data"]["old"]["id"]) for e in await _events(db, "deleted")]
+    assert deleted == [("items", items[0]["id"]), ("parts", part_of[items[0]["id"]])]
+    assert [p["id"] for p in (await client.get("/data/parts", headers=h)).json()] == [part_of[items[1]["id"]]]
+
+
 async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, database_url: str) -> None:
     """A write holds one pooled connection for its transaction; what else it needs (the catalog, RBAC
     for its representation) must not take a second one — with every connection held by writes doing the
