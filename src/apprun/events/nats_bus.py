@@ -36,6 +36,8 @@ from apprun.kernel.logging import get_logger
 __all__ = ["STREAM", "NatsBus"]
 
 STREAM = "APPRUN"
+#: Seconds closing may wait for the consumers to stop, then for the connection to close.
+_CLOSE_TIMEOUT = 5.0
 _log = get_logger("apprun.events.nats")
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -141,15 +143,21 @@ class NatsBus:
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a consumer stuck in the client library must not hold the shutdown.
+            done, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the consumers log their own failures
+            if stuck:
+                _log.warning("bus_tasks_not_stopped", tasks=sorted(t.get_name() for t in stuck))
         self._tasks.clear()
         if self._nc is not None:
             # Not drain(): every publish was already acked and the consumers are
             # stopped; drain would wait out unacked fetches (up to 30 s).
             with contextlib.suppress(Exception):
-                await self._nc.close()
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await self._nc.close()
             self._nc = self._js = None
 
     # --- publishing --------------------------------------------------------

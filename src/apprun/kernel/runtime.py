@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import io
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,35 @@ from apprun.kernel.metrics import Metrics
 __all__ = ["BootError", "Runtime", "migrate_or_check", "preflight", "wait_for_database"]
 
 _log = get_logger("apprun.runtime")
+
+#: Seconds one module may take to stop before apprun stops the others without it.
+STOP_TIMEOUT = 15.0
+
+
+async def _bounded(step: Awaitable[None], name: str) -> None:
+    """Await one step of stopping for at most `STOP_TIMEOUT` seconds; log, never raise.
+
+    A module that fails, or hangs (even ignoring cancellation), must not keep
+    the others open: the step is left behind, and what every pending task was
+    doing is logged so the hang can be found.
+    """
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+    if not done:
+        task.cancel()
+        stacks = {}
+        for pending in asyncio.all_tasks():
+            if pending is not asyncio.current_task():
+                out = io.StringIO()
+                pending.print_stack(limit=12, file=out)
+                stacks[pending.get_name()] = out.getvalue()
+        _log.error("stop_step_timeout", step=name, seconds=STOP_TIMEOUT, tasks=stacks)
+        return
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        _log.error("stop_step_failed", step=name, exc_info=exc)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
 
@@ -134,15 +164,11 @@ class Runtime:
 
     async def stop(self) -> None:
         for hook in reversed(self._stop_hooks):
-            try:
-                await hook(self)
-            except Exception:  # noqa: BLE001 - one failing module must not keep the others open
-                _log.exception("stop_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
+            await _bounded(hook(self), getattr(hook, "__qualname__", repr(hook)))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _bounded(task, task.get_name())
         self._tasks.clear()
         await self.db.close()
         self.metrics.close()
