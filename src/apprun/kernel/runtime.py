@@ -62,6 +62,7 @@ async def _bounded(step: Awaitable[None], name: str) -> None:
     if exc is not None:
         _log.error("stop_step_failed", step=name, exc_info=exc)
 
+
 Hook = Callable[["Runtime"], Awaitable[None]]
 
 
