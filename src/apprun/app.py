@@ -16,7 +16,6 @@ from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from apprun import __version__
@@ -26,6 +25,7 @@ from apprun.data.module import build_data
 from apprun.events.module import build_events
 from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError, Settings, load_settings
+from apprun.kernel.docs_page import DocsPage
 from apprun.kernel.http_errors import exception_handlers
 from apprun.kernel.logging import configure_logging
 from apprun.kernel.middleware import KernelMiddleware
@@ -101,7 +101,7 @@ def create_app(
             version=__version__,
             description="The apprun HTTP API. Errors share one shape: {code, message, details, hint, request_id}.",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[DocsPage(path="/")],
         ),
         logging_config=None,
         debug=False,
