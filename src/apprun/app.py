@@ -27,6 +27,7 @@ from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError, Settings, load_settings
 from apprun.kernel.docs_page import DocsPage
 from apprun.kernel.http_errors import exception_handlers
+from apprun.kernel.i18n import translator
 from apprun.kernel.logging import configure_logging
 from apprun.kernel.middleware import KernelMiddleware
 from apprun.kernel.routes import kernel_routes
@@ -55,6 +56,9 @@ def create_app(
     settings = settings or load_settings()
     if configure_logs:
         configure_logging(settings.log_level, settings.log_format)
+    if settings.apprun_locales_dir is not None:
+        # The application's own messages (error codes its hooks raise), process-wide like apprun's.
+        translator().merge(settings.apprun_locales_dir)
     runtime = Runtime(settings)
 
     # Modules, lowest layer first: rbac <- events <- tenancy <- auth.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import DirectoryPath, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # --- process -------------------------------------------------------
     apprun_env: Literal["dev", "prod"] = Field("dev", description="dev or prod")
     apprun_data_dir: Path = Field(Path("apprun_data"), description="where embedded state lives")
+    apprun_locales_dir: DirectoryPath | None = Field(
+        None, description="your own gettext catalogs, <locale>/LC_MESSAGES/*.po, merged over apprun's"
+    )
     apprun_instance: str = Field("", description="instance name in event sources; default: hostname")
     apprun_auto_migrate: bool | None = Field(
         None, description="migrate the schema at start; default: on in dev, off in prod"

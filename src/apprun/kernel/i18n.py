@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 from babel.messages.pofile import read_po
@@ -40,22 +42,17 @@ class Translator:
     @classmethod
     def from_package(cls, package: str = "apprun") -> Translator:
         """Read every ``.po`` file under ``<package>/locales``."""
-        catalogs: dict[str, dict[str, str]] = {}
-        root = resources.files(package).joinpath("locales")
-        for locale_dir in root.iterdir():
-            messages_dir = locale_dir.joinpath("LC_MESSAGES")
-            if not messages_dir.is_dir():
-                continue
-            merged = catalogs.setdefault(locale_dir.name, {})
-            for po in messages_dir.iterdir():
-                if not po.name.endswith(".po"):
-                    continue
-                with po.open("rb") as fh:
-                    catalog = read_po(fh, locale=locale_dir.name)
-                for message in catalog:
-                    if message.id and isinstance(message.id, str) and message.string:
-                        merged[message.id] = str(message.string)
-        return cls(catalogs)
+        return cls(_read_catalogs(resources.files(package).joinpath("locales")))
+
+    def merge(self, directory: Path) -> None:
+        """Add the catalogs of ``directory`` (``<locale>/LC_MESSAGES/*.po``) over the ones held.
+
+        An application's own error codes get their messages this way; a
+        message for one of apprun's codes replaces apprun's wording.
+        """
+        for locale, messages in _read_catalogs(directory).items():
+            self._catalogs.setdefault(locale, {}).update(messages)
+        self.locales = tuple(sorted(self._catalogs))
 
     def gettext(self, msgid: str, locale: str, params: Mapping[str, Any] | None = None) -> str:
         """The message for ``msgid`` in ``locale`` (falling back to English)."""
@@ -83,6 +80,24 @@ class Translator:
 # Tags that mean a locale we hold under another name. Traditional Chinese
 # (zh-TW, zh-HK, zh-Hant) is deliberately absent: it is not zh_CN.
 _ALIASES = {"zh": "zh_cn", "zh_hans": "zh_cn", "zh_sg": "zh_cn", "zh_hans_cn": "zh_cn", "zh_hans_sg": "zh_cn"}
+
+
+def _read_catalogs(root: Traversable | Path) -> dict[str, dict[str, str]]:
+    catalogs: dict[str, dict[str, str]] = {}
+    for locale_dir in root.iterdir():
+        messages_dir = locale_dir.joinpath("LC_MESSAGES")
+        if not messages_dir.is_dir():
+            continue
+        merged = catalogs.setdefault(locale_dir.name, {})
+        for po in sorted(messages_dir.iterdir(), key=lambda p: p.name):
+            if not po.name.endswith(".po"):
+                continue
+            with po.open("rb") as fh:
+                catalog = read_po(fh, locale=locale_dir.name)
+            for message in catalog:
+                if message.id and isinstance(message.id, str) and message.string:
+                    merged[message.id] = str(message.string)
+    return catalogs
 
 
 @functools.lru_cache(maxsize=512)
