@@ -30,6 +30,28 @@ from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.testing.engines import postgres_admin_dsn
 
+#: A teardown this slow is a shutdown that hung (apprun bounds each stop step by STOP_TIMEOUT).
+SLOW_TEARDOWN_S = 10.0
+_slow_teardowns: list[tuple[str, float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep what a slow teardown printed, to show it at the end even when the test passed."""
+    if report.when == "teardown" and report.duration >= SLOW_TEARDOWN_S:
+        printed = "\n".join(text for name, text in report.sections if "teardown" in name)
+        _slow_teardowns.append((report.nodeid, report.duration, printed))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Slow teardowns, with the end of their output (stop_step_timeout names what hung)."""
+    if not _slow_teardowns:
+        return
+    terminalreporter.section("slow teardowns (a shutdown step hung; see stop_step_timeout)")
+    for nodeid, duration, printed in _slow_teardowns:
+        terminalreporter.write_line(f"{nodeid}: {duration:.1f} s")
+        for line in printed.splitlines()[-80:]:
+            terminalreporter.write_line("    " + line[:400])
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     async def probe() -> None:

@@ -95,6 +95,9 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+                # Shown by conftest's slow-teardown summary: why apprun did not stop.
+                tail = "\n".join(self.output().splitlines()[-60:])
+                print(f"apprun needed SIGKILL: still running {timeout:g} s after SIGTERM; its log ends:\n{tail}")
         code = self.proc.returncode
         self.proc = None
         return code
