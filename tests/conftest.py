@@ -49,8 +49,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("slow teardowns (a shutdown step hung; see stop_step_timeout)")
     for nodeid, duration, printed in _slow_teardowns:
         terminalreporter.write_line(f"{nodeid}: {duration:.1f} s")
-        for line in printed.splitlines()[-80:]:
-            terminalreporter.write_line("    " + line[:400])
+        # Log values carry their newlines escaped (task stacks): unfold them to read.
+        for line in printed.replace("\\n", "\n").splitlines()[-120:]:
+            terminalreporter.write_line("    " + line[:600])
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

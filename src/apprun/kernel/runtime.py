@@ -37,15 +37,16 @@ _log = get_logger("apprun.runtime")
 STOP_TIMEOUT = 15.0
 
 
-async def _bounded(step: Awaitable[None], name: str) -> None:
-    """Await one step of stopping for at most `STOP_TIMEOUT` seconds; log, never raise.
+async def stop_step(step: Awaitable[None], name: str, limit_s: float | None = None) -> None:
+    """Await one step of stopping for at most ``limit_s`` (`STOP_TIMEOUT`) seconds; log, never raise.
 
     A module that fails, or hangs (even ignoring cancellation), must not keep
     the others open: the step is left behind, and what every pending task was
     doing is logged so the hang can be found.
     """
     task = asyncio.ensure_future(step)
-    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+    limit = STOP_TIMEOUT if limit_s is None else limit_s
+    done, _ = await asyncio.wait({task}, timeout=limit)
     if not done:
         task.cancel()
         stacks = {}
@@ -54,7 +55,7 @@ async def _bounded(step: Awaitable[None], name: str) -> None:
                 out = io.StringIO()
                 pending.print_stack(limit=12, file=out)
                 stacks[pending.get_name()] = out.getvalue()
-        _log.error("stop_step_timeout", step=name, seconds=STOP_TIMEOUT, tasks=stacks)
+        _log.error("stop_step_timeout", step=name, seconds=limit, tasks=stacks)
         return
     if task.cancelled():
         return
@@ -165,11 +166,11 @@ class Runtime:
 
     async def stop(self) -> None:
         for hook in reversed(self._stop_hooks):
-            await _bounded(hook(self), getattr(hook, "__qualname__", repr(hook)))
+            await stop_step(hook(self), getattr(hook, "__qualname__", repr(hook)))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            await _bounded(task, task.get_name())
+            await stop_step(task, task.get_name())
         self._tasks.clear()
         await self.db.close()
         self.metrics.close()
