@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import sqlite3
 from collections.abc import AsyncIterator
@@ -288,6 +289,29 @@ async def test_sqlite_reads_run_on_the_loop_and_slow_ones_move_to_a_thread(make_
             assert await conn.fetchval("SELECT whoami()") == loop_thread
     finally:
         await database.close()
+
+
+async def test_a_transaction_cancelled_while_it_begins_leaves_the_writer_clean(db: Database) -> None:
+    """BEGIN runs on a thread (SQLite): a task cancelled meanwhile must not leave it open for the next one.
+
+    It did: the next transaction failed with "cannot start a transaction within
+    a transaction", and another process would have waited on the write lock.
+    """
+
+    async def write(value: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t (id, name) VALUES ($1, 'x')", value)
+
+    for i in range(50):
+        task = asyncio.create_task(write(1000 + i))
+        for _ in range(i % 4):  # cancel at different points: waiting for the lock, in BEGIN, after
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await write(i)  # raised OperationalError before the fix
+    async with db.read() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM t WHERE id < 1000") == 50
 
 
 async def test_sqlite_runaway_write_statement_times_out_and_rolls_back(make_settings: Any, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import functools
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -131,6 +131,30 @@ def _regexp(pattern: str | None, value: Any) -> int | None:
         raise sqlite3.OperationalError("apprun_regexp: the pattern took too long") from None
     except regex.error:
         raise sqlite3.OperationalError("apprun_regexp: invalid pattern") from None
+
+
+async def _to_the_end(statement: Awaitable[Any]) -> Any:
+    """Await ``statement`` until it has finished, even if this task is cancelled meanwhile.
+
+    A statement handed to a thread runs to its end whatever happens to the
+    task that awaits it. If the task stopped waiting (a cancellation), the
+    writer lock would be released while BEGIN or COMMIT still runs, and the
+    next holder would find the connection inside a transaction nobody owns
+    ("cannot start a transaction within a transaction"). So the wait goes on,
+    and the cancellation is raised once the statement is done.
+    """
+    task = asyncio.ensure_future(statement)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # never cancels the statement, never raises its error
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved; the cancellation is what the caller is told
+        raise asyncio.CancelledError
+    return task.result()
 
 
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
@@ -361,7 +385,7 @@ class SQLiteDatabase:
         callbacks: list[Callable[[], None]] = []
         try:
             # Taking the lock may wait for another process (busy timeout): on a thread.
-            await conn.execute("BEGIN IMMEDIATE")
+            await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
             conn._after_commit = callbacks
             conn.tx_state = {}
             # Holding the only write lock, statements cannot wait on anyone: they run on the loop.
@@ -373,16 +397,22 @@ class SQLiteDatabase:
                 conn._holds_lock = False
                 # An interrupted statement (statement timeout) has already rolled the transaction back.
                 if conn._raw.in_transaction:
-                    await asyncio.shield(conn.execute("ROLLBACK"))
+                    await _to_the_end(conn.execute("ROLLBACK"))
                 raise
             conn._after_commit = None
             conn._holds_lock = False
             # COMMIT may checkpoint the WAL into the database file (fsync): on a thread.
-            await conn.execute("COMMIT")
+            await _to_the_end(conn.execute("COMMIT"))
         finally:
             conn._after_commit = None
             conn._holds_lock = False
-            self._write_lock.release()
+            try:
+                # Whatever happened (a cancelled BEGIN that went through on its thread, a failed
+                # COMMIT), the next holder of the lock must find the connection outside a transaction.
+                if conn._raw.in_transaction:
+                    await _to_the_end(conn.execute("ROLLBACK"))
+            finally:
+                self._write_lock.release()
         _run_callbacks(callbacks)
 
     async def ping(self) -> float:
