@@ -154,10 +154,7 @@ def _list(cur: Cursor) -> tuple[str, ...]:
         if cur.peek() != ",":
             break
         cur.pos += 1
-    if cur.peek() != ")":
-        cur.fail("',' or ')' to close the list", hint=_QUOTE_HINT)
-    cur.pos += 1
-    cur.skip_ws()
+    _close(cur, "',' or ')' to close the list")
     return tuple(items)
 
 
@@ -268,8 +265,13 @@ def _logic_group(cur: Cursor, op: str, *, negate: bool, depth: int, max_depth: i
         if cur.peek() != ",":
             break
         cur.pos += 1
+    _close(cur, "',' or ')'")
+    return BoolExpr("and" if op == "and" else "or", tuple(items), negate=negate)
+
+
+def _close(cur: Cursor, expected: str) -> None:
+    """The ``)`` that ends a list or a group, and the blanks after it."""
     if cur.peek() != ")":
-        cur.fail("',' or ')'", hint=_QUOTE_HINT)
+        cur.fail(expected, hint=_QUOTE_HINT)
     cur.pos += 1
     cur.skip_ws()
-    return BoolExpr("and" if op == "and" else "or", tuple(items), negate=negate)
