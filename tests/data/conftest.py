@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from apprun.kernel.config import Settings
+from apprun.kernel.db import create_database
 from tests.support.accounts import bearer, login, register, unique_email
 
 ADMIN_PASSWORD = "admin passphrase for data tests"
@@ -18,6 +20,16 @@ async def make_admin(client: Any, db: Any) -> dict[str, Any]:
     async with db.transaction() as conn:
         await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, tokens["user"]["id"])
     return await login(client, email, ADMIN_PASSWORD)
+
+
+async def make_admin_on(client: Any, settings: Settings) -> dict[str, Any]:
+    """`make_admin` for an app built in the test: through a pool of the test's own, on the test's loop."""
+    db = create_database(settings)
+    await db.open()
+    try:
+        return await make_admin(client, db)
+    finally:
+        await db.close()
 
 
 async def define(client: Any, admin: dict[str, Any], definition: dict[str, Any], **query: Any) -> dict[str, Any]:

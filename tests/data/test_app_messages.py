@@ -11,9 +11,8 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
 from apprun.kernel.config import ConfigError, load_settings
-from apprun.kernel.db import create_database
 from apprun.kernel.errors import ApiError
-from tests.data.conftest import define, make_admin
+from tests.data.conftest import define, make_admin_on
 from tests.support.accounts import bearer, register
 
 PO = """msgid ""
@@ -47,12 +46,7 @@ async def test_a_hook_raises_the_apps_own_code_with_its_own_messages(
 
     app = create_app(settings, hooks=hooks, configure_logs=False)
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
-        db = create_database(settings)
-        await db.open()
-        try:
-            admin = await make_admin(client, db)
-        finally:
-            await db.close()
+        admin = await make_admin_on(client, settings)
         rules = dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated")
         await define(client, admin, {"name": "orders", "fields": [{"name": "sku", "type": "text"}], "rules": rules})
         user = await register(client)

@@ -31,9 +31,8 @@ from urllib.parse import quote
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.db import create_database
 from tests.conftest import PgDatabases
-from tests.data.conftest import make_admin
+from tests.data.conftest import make_admin_on
 from tests.data.dataset import POSTS, Labels, load
 from tests.support.accounts import bearer
 
@@ -1060,12 +1059,7 @@ async def test_read_scenarios(client: Any, admin: dict[str, Any], database_url: 
 async def _app_on(settings: Any) -> AsyncIterator[tuple[Any, Labels]]:
     app = create_app(settings, configure_logs=False)
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
-        db = create_database(settings)
-        await db.open()
-        try:
-            admin = await make_admin(client, db)
-        finally:
-            await db.close()
+        admin = await make_admin_on(client, settings)
         yield client, await load(client, admin)
 
 

@@ -12,9 +12,8 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
 from apprun.kernel.config import Settings
-from apprun.kernel.db import create_database
 from apprun.kernel.errors import BadRequest
-from tests.data.conftest import define, make_admin
+from tests.data.conftest import define, make_admin, make_admin_on
 from tests.support.accounts import bearer, register
 
 ITEMS = {
@@ -304,12 +303,7 @@ async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, d
     settings = make_settings(database_url=database_url, db_pool_size=1, db_pool_timeout=1.0)
     app = create_app(settings, configure_logs=False)
     async with AsyncTestClient(app=app) as client:
-        db = create_database(settings)  # the test's own pool, on the test's loop
-        await db.open()
-        try:
-            admin = await make_admin(client, db)
-        finally:
-            await db.close()
+        admin = await make_admin_on(client, settings)
         await define(client, admin, ITEMS)
         app.state.catalog.refresh_every = 0.0  # every catalog lookup would look for news
         user = await register(client)  # a new user: no RBAC decision cached yet
