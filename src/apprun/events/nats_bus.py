@@ -32,6 +32,7 @@ from nats.js import JetStreamContext, api
 from apprun.events.bus import BusUnavailable, ConsumerSpec, Handler, type_matches
 from apprun.events.envelope import PLATFORM_TOKEN, CloudEvent, decode, encode, subject_for
 from apprun.kernel.logging import get_logger
+from apprun.kernel.runtime import stop_step
 
 __all__ = ["STREAM", "NatsBus"]
 
@@ -145,12 +146,8 @@ class NatsBus:
             task.cancel()
         if self._tasks:
             # Bounded: a consumer stuck in the client library must not hold the shutdown.
-            done, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: the consumers log their own failures
-            if stuck:
-                _log.warning("bus_tasks_not_stopped", tasks=sorted(t.get_name() for t in stuck))
+            stopped = asyncio.gather(*self._tasks, return_exceptions=True)
+            await stop_step(stopped, "events.bus.consumers", limit_s=_CLOSE_TIMEOUT)
         self._tasks.clear()
         if self._nc is not None:
             # Not drain(): every publish was already acked and the consumers are

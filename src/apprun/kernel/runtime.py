@@ -37,7 +37,7 @@ _log = get_logger("apprun.runtime")
 STOP_TIMEOUT = 15.0
 
 
-async def stop_step(step: Awaitable[None], name: str, limit_s: float | None = None) -> None:
+async def stop_step(step: Awaitable[object], name: str, limit_s: float | None = None) -> None:
     """Await one step of stopping for at most ``limit_s`` (`STOP_TIMEOUT`) seconds; log, never raise.
 
     A module that fails, or hangs (even ignoring cancellation), must not keep
