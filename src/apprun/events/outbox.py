@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import fcntl
+import math
 import os
 import time
 from typing import IO, Any
@@ -174,7 +175,8 @@ class Relay:
         self._wake = asyncio.Event()
         self._leader = _Leadership(config, self._wake)
         self._task: asyncio.Task[None] | None = None
-        self._last_prune = 0.0
+        # Never pruned yet: -inf, not 0.0 (the monotonic clock starts near 0 on a freshly booted machine).
+        self._last_prune = -math.inf
         self.published = 0
 
     @property
