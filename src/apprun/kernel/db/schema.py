@@ -197,6 +197,18 @@ oauth_states = sa.Table(
     _ts("expires_at", nullable=False),
 )
 
+#: Rate-limit counters (fixed windows) shared by every worker and instance on
+#: one database; the default limiter store when no Redis is configured.
+rate_limits = sa.Table(
+    "apprun_rate_limits",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    #: Unix seconds at which the key's current window began.
+    sa.Column("window_start", sa.Float, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index(None, "window_start"),
+)
+
 # --- tenancy ------------------------------------------------------------
 tenants = sa.Table(
     "apprun_tenants",
@@ -210,6 +222,8 @@ tenants = sa.Table(
     sa.Column("policy_version", sa.Integer, nullable=False, server_default="1"),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    #: Set while the tenant is deactivated: its members' tokens stop working there.
+    _ts("disabled_at"),
 )
 
 memberships = sa.Table(
