@@ -5,9 +5,10 @@ that uses it (directly or through ``settings``/``app``/``client``) runs twice. E
 its own SQLite file or its own PostgreSQL database, dropped afterwards.
 
 PostgreSQL is the machine's server (``APPRUN_TEST_PG_DSN``, default
-127.0.0.1:5432, trust auth). `make test` starts it when it is down; if it
-still is not reachable the run stops with a message — a missing engine is
-never a silent skip.
+127.0.0.1:5432, trust auth), and so is Redis (``APPRUN_TEST_REDIS``, default
+127.0.0.1:6379). `make test` starts them when they are down; if one still is
+not reachable the run stops with a message — a missing engine is never a
+silent skip.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import redis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
-from apprun.testing.engines import postgres_admin_dsn
+from apprun.testing.engines import postgres_admin_dsn, redis_address
 
 #: A teardown this slow is a shutdown that hung (apprun bounds each stop step by STOP_TIMEOUT).
 SLOW_TEARDOWN_S = 10.0
@@ -65,6 +67,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(
             f"PostgreSQL is not reachable at {postgres_admin_dsn()} ({exc}). "
             "`make test` starts the machine's server; or set APPRUN_TEST_PG_DSN.",
+            returncode=3,
+        )
+    host, port = redis_address()
+    try:
+        with redis.Redis(host=host, port=port, socket_connect_timeout=3, socket_timeout=3) as client:
+            client.ping()
+    except (OSError, redis.RedisError) as exc:
+        # The shared rate-limit tests need it; without this check they fail slowly (the limiter fails open).
+        pytest.exit(
+            f"Redis is not reachable at {host}:{port} ({exc}). "
+            "`make test` starts the machine's server; or set APPRUN_TEST_REDIS=host:port.",
             returncode=3,
         )
 
@@ -170,9 +183,29 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield c
 
 
+#: Variables apprun reads that are not settings fields; the test DSN is the suite's own.
+_EXTRA_PREFIXES = ("APPRUN_", "OTEL_", "PROMETHEUS_")
+_KEEP = frozenset({"APPRUN_TEST_PG_DSN", "APPRUN_TEST_REDIS"})
+
+
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every variable apprun would read, so a test starts from apprun's defaults.
+
+    Every settings field is an environment variable of the same name (case
+    insensitive), so the list comes from `Settings` itself: a setting added
+    later cannot leak in from the shell (``DATA_TENANT_PREDICATE=false`` once
+    failed a security test).
+    """
+    fields = {name.upper() for name in Settings.model_fields}
+    for key in list(os.environ):
+        upper = key.upper()
+        if upper in _KEEP:
+            continue
+        if upper in fields or upper.startswith(_EXTRA_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build their settings explicitly; the caller's environment must not leak in."""
-    for key in list(os.environ):
-        if key.startswith(("DB_", "DATABASE_URL", "APPRUN_", "HTTP_", "OTEL_", "JWT_", "PROMETHEUS_")):
-            monkeypatch.delenv(key, raising=False)
+    clean_environment(monkeypatch)

@@ -11,6 +11,7 @@ from argon2 import PasswordHasher, Type
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
+from apprun.testing.engines import redis_address
 from tests.support.accounts import PASSWORD, bearer, register, unique_email
 from tests.support.live import LiveServer
 from tests.support.scenarios import Scenario, run, scenario_ids
@@ -161,7 +162,8 @@ async def limited_client(request: pytest.FixtureRequest, make_settings: Any, dat
         auth_rate_limit_account="3/900",
         auth_rate_limit_ip="8/60",
         rate_limit_backend=request.param,
-        redis_host="127.0.0.1",
+        redis_host=redis_address()[0],
+        redis_port=redis_address()[1],
         redis_prefix=f"test-{uuid.uuid4().hex}",
     )
     async with AsyncTestClient(app=create_app(settings, configure_logs=False), raise_server_exceptions=False) as c:

@@ -168,3 +168,16 @@ def test_workers_starting_at_once_share_one_complete_secret(tmp_path: Path) -> N
     assert len(value) >= 32
     assert path.read_text(encoding="utf-8").strip() == value
     assert [p.name for p in path.parent.iterdir()] == ["secret"]  # no temporary files left
+
+
+def test_the_test_environment_starts_from_apprun_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting exported in the developer's shell must not reach a test (any setting, added later too)."""
+    from tests.conftest import clean_environment
+
+    monkeypatch.chdir(tmp_path)
+    defaults = load_settings(_env_file=None).model_dump()
+    for name in Settings.model_fields:
+        monkeypatch.setenv(name.upper(), "shell value that is no valid setting")
+    monkeypatch.setenv("DATA_TENANT_PREDICATE", "false")
+    clean_environment(monkeypatch)
+    assert load_settings(_env_file=None).model_dump() == defaults

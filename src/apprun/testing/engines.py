@@ -9,6 +9,8 @@ and data, which is how outage tests take a dependency away and bring it back.
 - `PostgresCluster`: a private PostgreSQL cluster (``initdb`` + ``postgres``)
   from the machine's PostgreSQL binaries, for tests that stop the database;
   other tests use the shared server through `postgres_admin_dsn`.
+- `redis_address`: the machine's Redis, which tests share (each with a key
+  prefix of its own).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "postgres_admin_dsn",
+    "redis_address",
     "wait_for_port",
 ]
 
@@ -181,6 +184,12 @@ class NatsServer(ManagedProcess):
 def postgres_admin_dsn() -> str:
     """The shared PostgreSQL server tests use (``APPRUN_TEST_PG_DSN`` overrides)."""
     return os.environ.get("APPRUN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def redis_address() -> tuple[str, int]:
+    """The shared Redis server tests use (``APPRUN_TEST_REDIS=host:port`` overrides)."""
+    host, _, port = os.environ.get("APPRUN_TEST_REDIS", "127.0.0.1:6379").rpartition(":")
+    return host or "127.0.0.1", int(port)
 
 
 def _pg_bindir() -> Path:
