@@ -22,7 +22,7 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.kernel.config import Settings
 from apprun.testing.engines import NatsServer
-from tests.events.conftest import eventually, prepare
+from tests.events.conftest import consumer_state, eventually, prepare, settled, unpublished
 from tests.support.accounts import PASSWORD, bearer, register
 from tests.support.live import LiveServer
 from tests.support.test_app import TEST_ROUTES, TEST_SUBSCRIBERS
@@ -34,11 +34,6 @@ async def _recorded(db: Any) -> list[str]:
     async with db.read() as conn:
         rows = await conn.fetch("SELECT event_id FROM test_handled WHERE consumer = 'test.recorder'")
     return [r["event_id"] for r in rows]
-
-
-async def _unpublished(db: Any) -> int:
-    async with db.read() as conn:
-        return int(await conn.fetchval("SELECT count(*) FROM apprun_event_outbox WHERE published_at IS NULL"))
 
 
 async def test_nats_down_during_100_changes_then_back(make_settings: Any, database_url: str, tmp_path: Path) -> None:
@@ -61,7 +56,7 @@ async def test_nats_down_during_100_changes_then_back(make_settings: Any, databa
                 )
                 assert r.status_code == 202, r.text  # the change commits with NATS down
                 ids.append(r.json()["id"])
-            assert await _unpublished(db) >= 100
+            assert await unpublished(db) >= 100
             health = (await client.get("/.well-known/health-check")).json()
             assert health["details"]["bus"]["status"] == "DOWN"
             assert health["status"] == "DEGRADED"
@@ -72,11 +67,11 @@ async def test_nats_down_during_100_changes_then_back(make_settings: Any, databa
                 got = await _recorded(db)
                 return got if len(got) >= 100 else None
 
-            handled = await eventually(all_handled, "100 events handled", timeout=60)
-            await asyncio.sleep(1.0)  # room for any duplicate to show up
+            await eventually(all_handled, "100 events handled", timeout=60)
+            await settled(db, nats_server.url, "test.recorder")
             handled = await _recorded(db)
             assert sorted(handled) == sorted(ids)  # each exactly once
-            assert await _unpublished(db) == 0
+            assert await unpublished(db) == 0
     finally:
         await db.close()
         nats_server.stop()
@@ -108,7 +103,7 @@ async def test_killed_between_commit_and_publish(tmp_path: Path, database_url: s
         assert server.proc is not None
         os.killpg(server.proc.pid, signal.SIGKILL)  # no shutdown, no flush: the crash
         server.wait(10)
-        assert await _unpublished(db) >= 20
+        assert await unpublished(db) >= 20
 
         nats_server.start()
         with LiveServer(tmp_path / "second", env, with_test_routes=True):
@@ -118,7 +113,7 @@ async def test_killed_between_commit_and_publish(tmp_path: Path, database_url: s
                 return got if len(got) >= 20 else None
 
             await eventually(all_handled, "the 20 events handled after restart", timeout=60)
-            await asyncio.sleep(1.0)
+            await settled(db, nats_server.url, "test.recorder")
             assert sorted(await _recorded(db)) == sorted(ids)
     finally:
         await db.close()
@@ -169,7 +164,7 @@ async def test_two_processes_relay_one_outbox_without_duplicates_or_gaps(
                 return got if len(got) >= 220 else None
 
             await eventually(all_handled, "220 events handled", timeout=60)
-            await asyncio.sleep(1.0)
+            await settled(db, nats_server.url, "test.recorder")
             assert sorted(await _recorded(db)) == sorted(ids)
             # What the bus holds: each event once, in the order of their ids.
             nc = await nats.connect(nats_server.url)
@@ -223,8 +218,15 @@ async def test_a_consumer_killed_before_acking_gets_the_event_again(
                     )
                 )
 
-        await eventually(handling, "the event published (and its first delivery hanging)")
-        await asyncio.sleep(0.5)
+        await eventually(handling, "the event published")
+
+        async def delivered_unacked() -> bool:
+            delivered, _, ack_pending = await consumer_state(nats_server.url, "test.slow")
+            return delivered >= 1 and ack_pending == 1
+
+        # The kill must land while the first delivery is in the handler's hands, or
+        # there is no crash to recover from.
+        await eventually(delivered_unacked, "the first delivery handed out and not acked")
         assert first.proc is not None
         os.killpg(first.proc.pid, signal.SIGKILL)  # dies holding the unacked delivery
         first.wait(10)

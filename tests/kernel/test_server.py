@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +147,7 @@ def test_sigterm_finishes_in_flight_requests_then_closes_resources(tmp_path: Pat
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.5)  # the request is in flight
+    server.wait_for_log(lambda rec: rec.get("event") == "test_slow_started")  # the request is in flight
     server.terminate()
     thread.join(15)
     code = server.wait(20)

@@ -18,8 +18,12 @@ from apprun.app import create_app
 from apprun.events import CloudEvent, HandlerContext
 from apprun.events.subscriptions import Registry
 from apprun.kernel.config import load_settings
+from apprun.kernel.logging import get_logger
 
 __all__ = ["TEST_ROUTES", "asgi"]
+
+
+_log = get_logger("apprun.test")
 
 
 class Boom(RuntimeError):
@@ -34,6 +38,8 @@ async def boom() -> None:
 
 @get("/_test/slow")
 async def slow(seconds: FromQuery[float] = 1.0) -> dict[str, Any]:
+    # Tests wait for this line to know the request is in flight.
+    _log.info("test_slow_started", seconds=seconds)
     await asyncio.sleep(seconds)
     return {"slept": seconds}
 

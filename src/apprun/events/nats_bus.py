@@ -34,13 +34,18 @@ from apprun.events.envelope import PLATFORM_TOKEN, CloudEvent, decode, encode, s
 from apprun.kernel.logging import get_logger
 from apprun.kernel.runtime import stop_step
 
-__all__ = ["STREAM", "NatsBus"]
+__all__ = ["STREAM", "NatsBus", "durable_name"]
 
 STREAM = "APPRUN"
 #: Seconds closing may wait for the consumers to stop, then for the connection to close.
 _CLOSE_TIMEOUT = 5.0
 _log = get_logger("apprun.events.nats")
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def durable_name(consumer: str) -> str:
+    """The JetStream durable consumer of the subscriber named ``consumer``."""
+    return "apprun-" + _SAFE.sub("_", consumer)
 
 
 class _NatsDelivery:
@@ -195,7 +200,7 @@ class NatsBus:
 
     async def _subscribe(self, spec: ConsumerSpec) -> Any:
         js = self._context()
-        durable = "apprun-" + _SAFE.sub("_", spec.name)
+        durable = durable_name(spec.name)
         # One type: let the server filter. Several or all: filter here (NATS 2.9
         # servers do not know filter_subjects).
         subject = f"apprun.*.{spec.types[0]}" if len(spec.types) == 1 else "apprun.>"
