@@ -362,6 +362,36 @@ async def test_the_allowlist_admits_exactly_what_it_names(
         await run(client, refusal(name, "POST", WEBHOOKS, h, {"url": url}, 400, REFUSED))
 
 
+async def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_send_time(
+    launch: Callable[..., Awaitable[Env]], receiver: WebhookReceiver
+) -> None:
+    """DNS rebinding: the name resolves to a public address when registered, to loopback when called."""
+    env = await launch(webhook_allowlist=[])
+    client, owner = env.client, await register(env.client)
+    asked: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        asked.append(host)
+        # The first answer (registration) is public; every later one is the receiver's loopback.
+        return ["93.184.216.34"] if len(asked) == 1 else ["127.0.0.1"]
+
+    webhooks = client.app.state.webhooks
+    webhooks.resolver = rebinding
+    hook = await create_webhook(client, owner, f"http://hooks.rebind.test:{receiver.port}/in", event_types=[ORDER])
+    event_id = await publish(client, owner, ORDER, {"order": 7})
+
+    async def refused_attempt() -> dict[str, Any] | None:
+        found = [d for d in await deliveries(client, owner, hook["id"]) if d["event_id"] == event_id]
+        attempts = found[0]["attempts"] if found else []
+        return found[0] if attempts else None
+
+    delivery = await eventually(refused_attempt, "the first attempt of the delivery")
+    assert delivery["attempts"][0]["status_code"] is None
+    assert "events.webhook_address_refused" in delivery["attempts"][0]["error"], delivery
+    assert asked[:2] == ["hooks.rebind.test", "hooks.rebind.test"]
+    assert receiver.requests == []  # nothing reached the inside of the network
+
+
 # --- abandon, auto-disable, switch back on ---------------------------------------------
 
 

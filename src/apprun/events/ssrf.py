@@ -21,14 +21,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from apprun.kernel.errors import BadRequest
 
-__all__ = ["Allowlist", "Target", "check_url", "resolve_target"]
+__all__ = ["Allowlist", "Resolver", "Target", "check_url", "resolve_target", "system_resolver"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Host name and port → the addresses it resolves to (a port, so tests can play DNS rebinding).
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's resolver (``getaddrinfo``); OSError when the name does not resolve."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +113,7 @@ def check_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, host, port if port is not None else (443 if parts.scheme == "https" else 80)
 
 
-async def resolve_target(url: str, allowlist: Allowlist) -> Target:
+async def resolve_target(url: str, allowlist: Allowlist, resolver: Resolver = system_resolver) -> Target:
     """The checked address to call for ``url``, or 400 ``events.webhook_address_refused``."""
     scheme, host, port = check_url(url)
     try:
@@ -115,10 +124,9 @@ async def resolve_target(url: str, allowlist: Allowlist) -> Target:
         addresses = [literal]
     else:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+            addresses = [ipaddress.ip_address(found) for found in await resolver(host, port)]
+        except (OSError, ValueError):
             raise BadRequest("events.webhook_unresolvable", params={"host": host}) from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
         raise BadRequest("events.webhook_unresolvable", params={"host": host})
     for address in addresses:

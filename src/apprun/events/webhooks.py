@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 
 from apprun.events.envelope import CloudEvent, encode, valid_type
-from apprun.events.ssrf import Allowlist, resolve_target
+from apprun.events.ssrf import Allowlist, Resolver, resolve_target, system_resolver
 from apprun.events.subscriptions import HandlerContext
 from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
@@ -106,6 +106,8 @@ class Webhooks:
         self.db = db
         self.rbac = rbac
         self.allowlist = Allowlist(settings.webhook_allowlist)
+        #: Asked at registration and again before every attempt (see `apprun.events.ssrf`).
+        self.resolver: Resolver = system_resolver
         self.backoff_base = settings.webhook_backoff_base
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -122,7 +124,7 @@ class Webhooks:
         _check_body(body)
         url = body.get("url") or ""
         event_types = _types(body.get("event_types"))
-        await resolve_target(url, self.allowlist)
+        await resolve_target(url, self.allowlist, self.resolver)
         webhook_id, now, secret = new_id(), utcnow(), new_secret()
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -166,7 +168,7 @@ class Webhooks:
         _check_body(body)
         event_types = _types(body["event_types"]) if "event_types" in body else None
         if "url" in body:
-            await resolve_target(body["url"], self.allowlist)
+            await resolve_target(body["url"], self.allowlist, self.resolver)
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
                 "SELECT id FROM apprun_webhooks WHERE id = $1 AND tenant_id = $2", webhook_id, tenant
@@ -403,7 +405,7 @@ class Webhooks:
     async def _post(self, url: str, secret: str, msg_id: str, body: bytes) -> tuple[int | None, str | None, float]:
         start = time.perf_counter()
         try:
-            target = await resolve_target(url, self.allowlist)
+            target = await resolve_target(url, self.allowlist, self.resolver)
         except ApiError as exc:
             return None, f"{exc.code}: {exc.details or exc.params}"[:500], 0.0
         timestamp = int(time.time())
