@@ -26,7 +26,7 @@ from apprun.events.module import build_events
 from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError, Settings, load_settings
 from apprun.kernel.docs_page import DocsPage
-from apprun.kernel.http_errors import exception_handlers
+from apprun.kernel.http_errors import exception_handlers, json_request_class
 from apprun.kernel.i18n import translator
 from apprun.kernel.logging import configure_logging
 from apprun.kernel.middleware import KernelMiddleware
@@ -97,6 +97,7 @@ def create_app(
         middleware=[auth.middleware()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
+        request_class=json_request_class(settings.http_max_json_depth),
         request_max_body_size=settings.http_max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         cors_config=cors,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
@@ -31,11 +30,10 @@ def _catalog(state: State) -> Catalog:
 
 
 async def _definition(request: Request[Any, Any, Any]) -> Any:
-    raw = await request.body()
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise BadRequest("request.malformed", details=str(exc)[:200]) from None
+    if not (await request.body()).strip():
+        raise BadRequest("request.malformed", details="the body is empty; send the definition as JSON")
+    # The kernel's request decodes it: 400 for a body that is not UTF-8, not JSON or nested too deep.
+    return await request.json()
 
 
 class CollectionsController(Controller):

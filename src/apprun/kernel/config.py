@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)
     http_workers: int = Field(0, ge=0, description="granian workers; 0 = one per core")
     http_max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    http_max_json_depth: int = Field(
+        64, ge=1, le=512, description="deepest nesting of arrays and objects a JSON body may have"
+    )
     http_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     http_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     http_public_url: str = Field(
