@@ -175,15 +175,16 @@ async def test_upserts_and_put(client: Any, admin: dict[str, Any], db: Any) -> N
     r = await client.post("/data/items", json={"sku": "x"}, headers=merge)
     assert r.json()["code"] == "data.on_conflict_required"
 
-    # PUT replaces the whole row (absent fields back to their default) or creates it with that id.
+    # PUT replaces the whole row (absent fields back to their default); it never creates one.
     a_id = next(row["id"] for row in (await client.get("/data/items?sku=eq.a", headers=h)).json())
     r = await client.put(f"/data/items?id=eq.{a_id}", json={"sku": "a", "label": "new"}, headers=h)
     assert r.status_code == 200, r.text
     assert (r.json()[0]["label"], r.json()[0]["qty"]) == ("new", 0)
     new_id = "01900000-0000-7000-8000-000000000001"
     r = await client.put(f"/data/items/{new_id}", json={"sku": "p"}, headers=h)
-    assert r.status_code == 201, r.text
-    assert r.json()[0]["id"] == new_id
+    assert r.status_code == 404, r.text
+    assert r.json()["code"] == "data.record_not_found"
+    assert (await client.get("/data/items?sku=eq.p", headers=h)).json() == []
     r = await client.put("/data/items?sku=eq.a", json={"sku": "a"}, headers=h)
     assert r.status_code == 400
     assert r.json()["code"] == "data.put_needs_id"
@@ -316,7 +317,7 @@ async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, d
         r = await client.put(f"/data/items?id=eq.{row['id']}", json={"sku": "one", "qty": 3}, headers=h)
         assert r.status_code == 200, r.text
         r = await client.put("/data/items?id=eq.0191a0b0-0000-7000-8000-000000000001", json={"sku": "two"}, headers=h)
-        assert r.status_code == 201, r.text
+        assert r.status_code == 404, r.text  # PUT never creates
         r = await client.delete("/data/items", params={"sku": "eq.one"}, headers=h)
         assert r.status_code == 200, r.text
         assert [x["sku"] for x in r.json()] == ["one"]

@@ -15,8 +15,12 @@ A collection names one rule per action (``list``, ``view``, ``create``,
 
 A tenant's service key and a platform admin bypass the rules (as Supabase's
 service role does), but never the tenant: their rows are the active
-tenant's too. The rule becomes an `Access`, compiled into the SQL ahead of
-the client's filter.
+tenant's too. A service key stands for one tenant, so it bypasses no rule
+of a ``global`` collection, whose rows every tenant shares: there it is one
+more signed-in caller of its tenant (``rbac`` asks that tenant's policies,
+where a service key is allowed everything; ``owner`` and ``nobody`` refuse
+it). The rule becomes an `Access`, compiled into the SQL ahead of the
+client's filter.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 def bypasses_rules(ctx: RequestContext) -> bool:
     return ctx.auth_method == "service" or bool(ctx.extra.get(PLATFORM_ADMIN))
+
+
+def _bypasses(ctx: RequestContext, collection: CollectionDef) -> bool:
+    """`bypasses_rules`, except a service key on a global collection: one tenant's key must not
+    change (or read past the rules) what every tenant shares."""
+    if ctx.auth_method == "service":
+        return collection.scope == "tenant"
+    return bypasses_rules(ctx)
 
 
 def _signed_in(ctx: RequestContext) -> bool:
@@ -66,7 +78,7 @@ async def resolve_access(
             raise Unauthorized()
         raise BadRequest("data.tenant_required", params={"collection": collection.name})
     tenant_id = tenant if collection.scope == "tenant" else None
-    if bypasses_rules(ctx) or rule == "public":
+    if rule == "public" or _bypasses(ctx, collection):
         return Access(tenant_id=tenant_id)
     if not _signed_in(ctx):
         raise Unauthorized()

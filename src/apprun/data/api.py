@@ -267,7 +267,7 @@ async def delete_rows(request: Request[Any, Any, Any], state: State, collection:
     return _write_reply(request, prefs, result, collection, created=False)
 
 
-@put(_PATHS, summary="Upsert one row: PUT /data/c?id=eq.<uuid> with the whole row", tags=["data"])
+@put(_PATHS, summary="Replace one row: PUT /data/c?id=eq.<uuid> with the whole row (404 when not yours)", tags=["data"])
 async def put_row(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
     prefs = _prefs(request)
     query = _query(request)
@@ -311,7 +311,7 @@ async def _put(
             returning=_returning(prefs, query),
             tenant_header=request.headers.get(TENANT_HEADER),
         )
-    return _write_reply(request, prefs, result, collection, created=result.created)
+    return _write_reply(request, prefs, result, collection, created=False)
 
 
 # --- one record by id (PocketBase's shape: 404 when absent or not yours) ----------------------------
@@ -375,7 +375,7 @@ async def delete_record(
         raise NotFound("data.record_not_found")
 
 
-@put(_RECORD_PATHS, summary="Replace one row by id, or create it with that id", tags=["data"])
+@put(_RECORD_PATHS, summary="Replace one row by id (404 when it does not exist or is not yours)", tags=["data"])
 async def put_record(
     request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
 ) -> Response[str]:

@@ -52,8 +52,6 @@ class WriteResult:
     body: str | None
     rows: int
     ids: list[str]
-    #: PUT: whether the row was created (rather than replaced).
-    created: bool = False
 
 
 class RowsBase:

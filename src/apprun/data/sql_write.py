@@ -105,15 +105,44 @@ class WriteCompiler:
         where = ids_condition("id", ids, self.dialect, params)
         return Statement(f"DELETE FROM {quote(collection.name)} WHERE {where}", params.values)
 
-    def find_conflict(self, collection: CollectionDef, access: Access, key: dict[str, Any]) -> Statement:
-        """The id of the row whose ``key`` columns equal the given values (an upsert's conflict target)."""
+    def find_conflict(self, collection: CollectionDef, tenant_id: str | None, key: dict[str, Any]) -> Statement:
+        """The id of the row whose ``key`` columns equal the given values (an upsert's conflict target).
+
+        Locked on PostgreSQL, so the update that follows sees the row as it is
+        until this transaction ends. The tenant is part of every unique
+        constraint of a tenant-scoped collection (see ddl.py), so it is part of
+        the key here whatever ``DATA_TENANT_PREDICATE`` says.
+        """
         params = Params()
-        alias = "t1"
-        conds = self.reader.access_predicates(collection, alias, access, params)
-        conds += [f"{alias}.{quote(c)} = {params.add(v)}" for c, v in key.items()]
-        lock = f" FOR UPDATE OF {alias}" if self.dialect == "postgres" else ""
+        conds = [f"tenant_id = {params.add(tenant_id)}"] if collection.scope == "tenant" else []
+        conds += [f"{quote(c)} = {params.add(v)}" for c, v in key.items()]
+        lock = " FOR UPDATE" if self.dialect == "postgres" else ""
         return Statement(
-            f"SELECT {alias}.id FROM {quote(collection.name)} {alias} WHERE {' AND '.join(conds)} LIMIT 1{lock}",
+            f"SELECT id FROM {quote(collection.name)} WHERE {' AND '.join(conds)} LIMIT 1{lock}", params.values
+        )
+
+    def insert_unless_conflict(
+        self, collection: CollectionDef, row: dict[str, Any], target: tuple[str, ...], *, lock: bool
+    ) -> Statement:
+        """``INSERT`` of one row that writes nothing when a row with the same ``target`` values exists.
+
+        ``RETURNING id`` tells which happened: a row back means inserted, none
+        means a conflict (the same on both databases). ``target`` is the
+        columns of a unique index, the tenant first for a tenant-scoped
+        collection, so another tenant's row can never conflict, let alone be
+        changed. With ``lock``, the conflicting row is locked (PostgreSQL locks
+        every row an ``ON CONFLICT DO UPDATE`` meets, even when its ``WHERE``
+        updates none), so the caller can read it and update it, rules and
+        hooks included, before anyone else does.
+        """
+        columns = self.columns(collection, [row])
+        params = Params()
+        values = ", ".join(params.add(row.get(c)) for c in columns)
+        first = quote(target[0])
+        action = f"DO UPDATE SET {first} = excluded.{first} WHERE FALSE" if lock else "DO NOTHING"
+        return Statement(
+            f"INSERT INTO {quote(collection.name)} ({', '.join(quote(c) for c in columns)}) VALUES ({values}) "
+            f"ON CONFLICT ({', '.join(quote(c) for c in target)}) {action} RETURNING id",
             params.values,
         )
 

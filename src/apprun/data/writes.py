@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
@@ -17,7 +18,7 @@ from apprun.data.sql_write import WriteCompiler
 from apprun.data.validation import NOW, validate_row
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection
-from apprun.kernel.errors import ApiError, BadRequest, InternalError, NotFound, UniqueViolation
+from apprun.kernel.errors import BadRequest, InternalError, NotFound, UniqueViolation
 
 __all__ = ["DataWrites"]
 
@@ -140,37 +141,95 @@ class DataWrites(RowsBase):
         """One row through the create hooks (an upsert through update's when it hits an existing row)."""
         if not isinstance(item, dict):
             validate_row(collection, item, partial=False, dialect=self.dialect, locale=ctx.locale)  # raises
-        existing: str | None = None
-        if resolution is not None:
-            values = validate_row(collection, item, partial=False, dialect=self.dialect, locale=ctx.locale)
-            key = {c: values.get(c) for c in conflict_columns}
-            if all(v is not None for v in key.values()):
-                stmt = writer.find_conflict(collection, Access(tenant_id=tenant), key)
+        if resolution is None:
+            return await self._insert_one(ctx, conn, collection, writer, tenant=tenant, item=item)
+        values = validate_row(collection, item, partial=False, dialect=self.dialect, locale=ctx.locale)
+        row = {**self._system_values(ctx, collection, tenant), **values}
+        key: dict[str, Any] | None = _conflict_key(collection, conflict_columns, row)
+        # Twice at most: an INSERT that loses a race has locked the row it lost to (merge-duplicates),
+        # so the second lookup finds it.
+        for _ in range(2):
+            existing = None
+            if key is not None:
+                stmt = writer.find_conflict(collection, tenant, key)
                 existing = await conn.fetchval(stmt.sql, *stmt.params)
-        if existing is not None:
-            if resolution == "ignore-duplicates":
-                return None
-            if update_access is None:  # pragma: no cover - set whenever resolution is merge-duplicates
-                raise InternalError()
-            stmt = writer.target_ids(collection, update_access, (Filter(FieldPath("id"), "eq", existing),))
-            if not await conn.fetchval(stmt.sql, *stmt.params):
-                raise UniqueViolation(code="data.unique_violation", params={"columns": ",".join(conflict_columns)})
-            updated = await self._update_rows(
-                ctx, conn, collection, writer, tenant=tenant, targets=[existing], body=dict(item)
-            )
-            return updated[0] if updated else None
+            if existing is not None:
+                if resolution == "ignore-duplicates":
+                    return None
+                if update_access is None:  # pragma: no cover - set whenever resolution is merge-duplicates
+                    raise InternalError()
+                return await self._merge(
+                    ctx, conn, collection, writer, tenant=tenant, existing=existing, item=item, access=update_access
+                )
+            target = _conflict_sql_target(collection, conflict_columns)
+            try:
+                return await self._insert_one(
+                    ctx, conn, collection, writer, tenant=tenant, item=item, upsert=(target, resolution)
+                )
+            except _LostRace as lost:
+                if resolution == "ignore-duplicates":
+                    return None
+                key = _conflict_key(collection, conflict_columns, lost.row)
+        raise UniqueViolation(code="data.unique_violation", params={"columns": ",".join(conflict_columns)})
+
+    async def _merge(
+        self, ctx: RequestContext, conn: Connection, collection: CollectionDef, writer: WriteCompiler, *,
+        tenant: str | None, existing: str, item: dict[str, Any], access: Access,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """An upsert's row that exists: updated through the update rule and hooks, or a 409 if not allowed."""
+        stmt = writer.target_ids(collection, access, (Filter(FieldPath("id"), "eq", existing),))
+        if not await conn.fetchval(stmt.sql, *stmt.params):
+            # Not the caller's to update: the same answer as an insert of a duplicate.
+            raise UniqueViolation(code="data.unique_violation")
+        updated = await self._update_rows(
+            ctx, conn, collection, writer, tenant=tenant, targets=[existing], body=dict(item)
+        )
+        return updated[0] if updated else None
+
+    async def _insert_one(
+        self, ctx: RequestContext, conn: Connection, collection: CollectionDef, writer: WriteCompiler, *,
+        tenant: str | None, item: dict[str, Any], upsert: tuple[tuple[str, ...], Resolution] | None = None,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """One row through the create hooks; for an upsert, `_LostRace` if its key turned out to be taken.
+
+        A row with the upsert's key may be committed by another transaction
+        between the lookup and this INSERT (PostgreSQL runs them side by side;
+        SQLite's writers take turns, so never there). The INSERT then writes
+        nothing and the row goes the update's way instead. What the create
+        hooks wrote in the meantime is rolled back to a savepoint, so they
+        leave no trace of a create that did not happen; their ``next()``
+        raises `_LostRace`.
+        """
         event = WriteEvent(collection=collection, ctx=ctx, conn=conn, action="create", data=dict(item))
+        lost: list[dict[str, Any]] = []
 
         async def final(e: WriteEvent) -> None:
             values = validate_row(collection, e.data, partial=False, dialect=self.dialect, locale=ctx.locale)
             row = {**self._system_values(ctx, collection, tenant), **values}
             await self._check_references(conn, collection, tenant, [row])
-            for stmt in writer.insert(collection, [row]):
-                await conn.execute(stmt.sql, *stmt.params)
+            if upsert is None:
+                for stmt in writer.insert(collection, [row]):
+                    await conn.execute(stmt.sql, *stmt.params)
+            else:
+                target, resolution = upsert
+                stmt = writer.insert_unless_conflict(collection, row, target, lock=resolution == "merge-duplicates")
+                if await conn.fetchval(stmt.sql, *stmt.params) is None:
+                    lost.append(row)
+                    raise _LostRace(row)
             e.record = (await self._records(conn, collection, tenant, [row["id"]]))[0]
             await self._emit(conn, collection, tenant, "created", record=e.record, old=None)
 
-        await run_chain(event, self.hooks.handlers("create", collection.name), final)
+        savepoint = upsert is not None and self.hooks.has("create", collection.name)
+        if savepoint:
+            await conn.execute("SAVEPOINT apprun_upsert")
+        with contextlib.suppress(_LostRace):  # told by ``lost``, also when a hook swallowed it
+            await run_chain(event, self.hooks.handlers("create", collection.name), final)
+        if lost:
+            if savepoint:
+                await conn.execute("ROLLBACK TO SAVEPOINT apprun_upsert")
+            raise _LostRace(lost[0])
+        if savepoint:
+            await conn.execute("RELEASE SAVEPOINT apprun_upsert")
         return event.record
 
     # --- update ---------------------------------------------------------------------------
@@ -334,57 +393,35 @@ class DataWrites(RowsBase):
         returning: ReadQuery | None = None,
         tenant_header: str | None = None,
     ) -> WriteResult:
-        """Replace the row ``record_id`` with ``body`` (absent fields get their default), or create it."""
+        """Replace the row ``record_id`` with ``body`` (absent fields get their default).
+
+        PUT never creates a row: an id the caller may not update is a 404,
+        whether no row has it, another owner's row does, or another tenant's.
+        Ids are the primary key of all tenants' rows together, so a PUT that
+        created rows would answer a free id (created) and an id taken in
+        another tenant (refused) differently, telling a caller which ids exist
+        elsewhere (checklist 37). Rows are created with POST.
+        """
         collection = await self.catalog.require(name)
         record_id = normalize_id(record_id)
         if isinstance(body, dict) and "id" in body and str(body["id"]).lower() == record_id:
             body = {k: v for k, v in body.items() if k != "id"}
-        values = validate_row(collection, body, partial=False, dialect=self.dialect, locale=ctx.locale)
-        update_access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
-        tenant = update_access.tenant_id
-        # Whether the caller may create is asked now and told only if the row turns out not to exist.
-        create_refused: ApiError | None = None
-        try:
-            await resolve_access(self.rbac, ctx, collection, "create", tenant_header=tenant_header)
-        except ApiError as exc:
-            create_refused = exc
+        validate_row(collection, body, partial=False, dialect=self.dialect, locale=ctx.locale)
+        access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
+        tenant = access.tenant_id
         # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
         view = await self._representation_access(ctx, collection, returning, tenant_header)
         async with self._scope(tenant, write=True) as conn:
             collections = self.catalog.current()
             writer = WriteCompiler(self.dialect, self._reader(collections))
-            visible = await self._targets(
-                conn, writer, collection, Access(tenant_id=tenant), query=ReadQuery(), ids=[record_id]
+            targets = await self._targets(conn, writer, collection, access, query=ReadQuery(), ids=[record_id])
+            if not targets:
+                raise NotFound("data.record_not_found", hint="data.put_replaces_only_hint")
+            records = await self._update_rows(
+                ctx, conn, collection, writer, tenant=tenant, targets=targets, body=_replacement(collection, body)
             )
-            if visible:
-                allowed = await self._targets(
-                    conn, writer, collection, update_access, query=ReadQuery(), ids=[record_id]
-                )
-                if not allowed:
-                    raise NotFound("data.record_not_found")
-                records = await self._update_rows(
-                    ctx, conn, collection, writer, tenant=tenant, targets=allowed, body=_replacement(collection, body)
-                )
-                created = False
-            else:
-                if create_refused is not None:
-                    raise create_refused
-                row = {**self._system_values(ctx, collection, tenant, record_id), **values}
-                await self._check_references(conn, collection, tenant, [row])
-                try:
-                    for stmt in writer.insert(collection, [row]):
-                        await conn.execute(stmt.sql, *stmt.params)
-                except UniqueViolation as exc:
-                    if exc.constraint in {f"{name}_pkey", f"pk_{name}", f"{name}.id"}:
-                        # The id is another tenant's row: answered like any row the caller cannot see.
-                        raise NotFound("data.record_not_found") from None
-                    raise
-                records = await self._records(conn, collection, tenant, [record_id])
-                for record in records:
-                    await self._emit(conn, collection, tenant, "created", record=record, old=None)
-                created = True
             body_out = await self._representation(conn, collection, returning, view, records=records)
-        return WriteResult(body_out, len(records), [r["id"] for r in records], created=created)
+        return WriteResult(body_out, len(records), [r["id"] for r in records])
 
 
 def _replacement(collection: CollectionDef, body: dict[str, Any]) -> dict[str, Any]:
@@ -396,3 +433,35 @@ def _replacement(collection: CollectionDef, body: dict[str, Any]) -> dict[str, A
         default = f.default
         out[f.name] = default.isoformat() if isinstance(default, dt.date) else default
     return out
+
+
+class _LostRace(Exception):
+    """An upsert's INSERT met a row with its key that another transaction had just written."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__()
+        self.row = row
+
+
+def _conflict_key(collection: CollectionDef, columns: tuple[str, ...], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The values of ``row`` that an upsert matches on (a tenant-scoped row's tenant aside: `find_conflict`
+    adds it), or None when one is NULL: NULLs are distinct in a unique index (both databases), so such a
+    row never conflicts."""
+    key = {c: row.get(c) for c in _conflict_sql_target(collection, columns) if c != _tenant_of(collection)}
+    return None if any(v is None for v in key.values()) else key
+
+
+def _conflict_sql_target(collection: CollectionDef, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of the unique index ``columns`` name, as ``ON CONFLICT`` must list them.
+
+    A tenant-scoped collection's unique fields and indexes all start with
+    ``tenant_id`` (ddl.py): a value is unique within a tenant.
+    """
+    tenant = _tenant_of(collection)
+    rest = tuple(dict.fromkeys(c for c in columns if c != tenant))
+    return (tenant, *rest) if tenant else rest
+
+
+def _tenant_of(collection: CollectionDef) -> str | None:
+    """The column every unique constraint of ``collection`` starts with (``tenant_id``), if any."""
+    return "tenant_id" if collection.scope == "tenant" else None
