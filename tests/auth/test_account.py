@@ -83,6 +83,7 @@ def expect_error(reply: Any, status: int, code: str) -> None:
 # --- recover -----------------------------------------------------------------
 
 
+@pytest.mark.checklist(7, 37)
 async def test_recover_answers_alike_and_mails_only_known_users(mailer: MailApp, mail_sink: MailSink) -> None:
     known, unknown = unique_email("known"), unique_email("unknown")
     await register(mailer.client, known)
@@ -338,7 +339,7 @@ async def invite(mailer: MailApp, sink: MailSink, owner: dict[str, Any], tenant:
     assert reply.status_code == 201, reply.text
     assert reply.json() == {"email": email, "role": "viewer", "status": "invited"}
     [mail] = await mail_to(sink, email, "Olivia invited you to Acme")
-    assert mail.link.startswith(f"{SITE}/auth/register?token=")
+    assert mail.link.startswith(f"{SITE}/auth/invitation?token=")
     assert "as viewer" in mail.body
     return mail.token
 

@@ -22,6 +22,7 @@ def server(tmp_path: Path, database_url: str) -> Any:
         yield live
 
 
+@pytest.mark.checklist(5)
 async def test_concurrent_refreshes_of_one_token_all_succeed_with_one_child(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         reg = await http.post("/auth/register", json={"email": "race@example.com", "password": PASSWORD})

@@ -94,6 +94,7 @@ async def test_registration_makes_a_personal_tenant_with_seeded_roles(client: An
     assert roles == {"owner", "admin", "member", "viewer"}
 
 
+@pytest.mark.checklist(7)
 async def test_unknown_email_and_wrong_password_look_the_same(client: Any, app: Any) -> None:
     email = (await register(client))["user"]["email"]
     calls: list[str | None] = []
@@ -126,6 +127,7 @@ async def test_unknown_email_and_wrong_password_look_the_same(client: Any, app: 
     assert calls[1] is None
 
 
+@pytest.mark.checklist(8)
 async def test_passwords_are_argon2id_with_owasp_parameters(client: Any, db: Any) -> None:
     tokens = await register(client)
     async with db.read() as conn:
@@ -134,6 +136,7 @@ async def test_passwords_are_argon2id_with_owasp_parameters(client: Any, db: Any
     assert PASSWORD not in stored
 
 
+@pytest.mark.checklist(8)
 async def test_weaker_hashes_are_upgraded_on_login(client: Any, db: Any) -> None:
     tokens = await register(client)
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID).hash(PASSWORD)
@@ -170,6 +173,7 @@ async def limited_client(request: pytest.FixtureRequest, make_settings: Any, dat
         yield c
 
 
+@pytest.mark.checklist(6)
 async def test_brute_force_on_one_account_is_stopped(limited_client: Any) -> None:
     email = (await register(limited_client))["user"]["email"]
     for _ in range(3):
@@ -192,6 +196,7 @@ async def test_one_address_is_limited_across_accounts(limited_client: Any) -> No
     assert statuses[7] == 429
 
 
+@pytest.mark.checklist(6)
 async def test_spoofed_forwarded_for_does_not_reset_the_limit(limited_client: Any) -> None:
     await register(limited_client)
     statuses = []
@@ -205,6 +210,7 @@ async def test_spoofed_forwarded_for_does_not_reset_the_limit(limited_client: An
     assert statuses[-1] == 429
 
 
+@pytest.mark.checklist(6)
 def test_forwarded_for_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
     import httpx
 

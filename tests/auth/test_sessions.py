@@ -6,9 +6,12 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from tests.support.accounts import PASSWORD, bearer, login, register
 
 
+@pytest.mark.checklist(5)
 async def test_register_login_me_refresh_replay_revokes_the_family(client: Any) -> None:
     reg = await register(client, name="Ada")
     email = reg["user"]["email"]
@@ -40,6 +43,7 @@ async def test_register_login_me_refresh_replay_revokes_the_family(client: Any) 
     assert (await client.get("/auth/me", headers=bearer(reg))).status_code == 200
 
 
+@pytest.mark.checklist(5)
 async def test_replay_after_the_grace_window_revokes(client: Any, db: Any) -> None:
     tokens = await register(client)
     first = tokens["refresh_token"]
@@ -62,6 +66,7 @@ async def test_replay_after_the_grace_window_revokes(client: Any, db: Any) -> No
     assert audited == 1
 
 
+@pytest.mark.checklist(5)
 async def test_a_retry_within_the_grace_window_gets_the_same_child(client: Any) -> None:
     # The in-process client sends one request at a time: this is a quick retry.
     # Truly concurrent refreshes are in test_concurrency.py, against a real server.
@@ -139,6 +144,7 @@ async def test_logout_others_keeps_this_session(client: Any) -> None:
     assert (await client.post("/auth/logout?scope=everywhere", headers=bearer(reg))).status_code == 400
 
 
+@pytest.mark.checklist(4)
 async def test_password_change_signs_out_other_sessions(client: Any) -> None:
     reg = await register(client)
     other = await login(client, reg["user"]["email"])

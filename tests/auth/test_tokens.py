@@ -107,6 +107,7 @@ TAMPER_CASES = [
 
 
 @pytest.mark.parametrize("case", TAMPER_CASES)
+@pytest.mark.checklist(1, 2, 3)
 async def test_bad_tokens_are_401_with_the_bearer_challenge(client: Any, app: Any, case: str) -> None:
     _, claims = await _claims(client)
     token = _tampered(claims, _secret(app))[case]
@@ -116,6 +117,7 @@ async def test_bad_tokens_are_401_with_the_bearer_challenge(client: Any, app: An
     assert r.json()["code"] in ("auth.invalid_token", "auth.token_expired")
 
 
+@pytest.mark.checklist(3)
 async def test_bad_token_on_a_public_route_is_still_401(client: Any) -> None:
     r = await client.get("/api/v1/system/info", headers={"Authorization": "Bearer nonsense"})
     assert r.status_code == 401
@@ -123,6 +125,7 @@ async def test_bad_token_on_a_public_route_is_still_401(client: Any) -> None:
     assert r.status_code == 401
 
 
+@pytest.mark.checklist(4)
 async def test_logged_out_session_is_401(client: Any) -> None:
     tokens = await register(client)
     assert (await client.post("/auth/logout", headers=bearer(tokens))).status_code == 204
@@ -132,6 +135,7 @@ async def test_logged_out_session_is_401(client: Any) -> None:
     assert r.headers["www-authenticate"].startswith(CHALLENGE)
 
 
+@pytest.mark.checklist(4)
 async def test_deleted_user_is_401(client: Any, db: Any) -> None:
     tokens = await register(client)
     async with db.transaction() as conn:
@@ -140,6 +144,7 @@ async def test_deleted_user_is_401(client: Any, db: Any) -> None:
     assert r.status_code == 401
 
 
+@pytest.mark.checklist(4)
 async def test_disabled_user_is_401(client: Any, db: Any) -> None:
     tokens = await register(client)
     async with db.transaction() as conn:
@@ -147,6 +152,7 @@ async def test_disabled_user_is_401(client: Any, db: Any) -> None:
     assert (await client.get("/auth/me", headers=bearer(tokens))).status_code == 401
 
 
+@pytest.mark.checklist(4)
 async def test_global_logout_ends_every_session(client: Any) -> None:
     first = await register(client)
     email = first["user"]["email"]

@@ -33,7 +33,7 @@ from apprun.kernel.errors import BadRequest
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
 from tests.data.conftest import define, make_admin
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, join, register
 from tests.support.scenarios import Scenario, run
 from tests.support.test_app import TEST_ROUTES
 
@@ -123,15 +123,12 @@ class World:
         return str(row["id"])
 
 
-async def _join(client: Any, owner: dict[str, Any], person: dict[str, Any], role: str = "member") -> dict[str, Any]:
-    """``person`` made a member of ``owner``'s tenant and signed in there."""
+async def _join(
+    client: Any, db: Database, owner: dict[str, Any], person: dict[str, Any], role: str = "member"
+) -> dict[str, Any]:
+    """``person`` made a member of ``owner``'s tenant (invited, accepting) and signed in there."""
     tenant = owner["tenant_id"]
-    r = await client.post(
-        f"/api/v1/tenants/{tenant}/members",
-        json={"email": person["user"]["email"], "role": role},
-        headers=bearer(owner),
-    )
-    assert r.status_code == 201, r.text
+    await join(client, db, owner, person, role)
     switched = await client.post("/auth/tenant", json={"tenant_id": tenant}, headers=bearer(person))
     assert switched.status_code == 200, switched.text
     data: dict[str, Any] = switched.json()
@@ -158,7 +155,7 @@ async def build_world(client: Any, db: Database) -> World:
         await define(client, admin, definition)
     alice = await register(client)
     carol = await register(client)
-    bob = await _join(client, alice, await register(client))
+    bob = await _join(client, db, alice, await register(client))
     world = World(client, db, db.dialect, tokens={"alice": alice, "bob": bob, "carol": carol, "admin": admin})
     a1 = await _create(
         client, alice, "posts", {"title": "ALPHA post 1", "views": 1, "data": {"k": "ALPHA"}, "secret": "ALPHA-s1"}
@@ -369,6 +366,7 @@ OTHER_USERS_RECORD = [
 ]
 
 
+@pytest.mark.checklist(10)
 async def test_10_another_users_private_record_is_404_and_unchanged(client: Any, world: World) -> None:
     before = await world.snapshot("notes", "tasks")
     events = await world.outbox()
@@ -673,6 +671,7 @@ async def check_tenant_isolation(client: Any, world: World) -> None:
     }
 
 
+@pytest.mark.checklist(11)
 async def test_11_a_tenants_token_reaches_only_its_rows(client: Any, world: World) -> None:
     await check_tenant_isolation(client, world)
 
@@ -690,6 +689,7 @@ async def serve(settings: Settings, hooks: Hooks | None = None) -> AsyncIterator
             await db.close()
 
 
+@pytest.mark.checklist(11)
 async def test_11_row_level_security_alone_isolates_tenants_on_postgres(
     make_settings: Callable[..., Settings], pg_databases: Any
 ) -> None:
@@ -815,6 +815,7 @@ HIDDEN_FIELDS = [
 ]
 
 
+@pytest.mark.checklist(12)
 async def test_12_hidden_fields_cannot_be_filtered_ordered_or_selected(client: Any, world: World) -> None:
     before = await world.snapshot("posts")
     await run_table(client, world, HIDDEN_FIELDS)
@@ -1014,6 +1015,7 @@ MASS_ASSIGNMENT = [
 ]
 
 
+@pytest.mark.checklist(13)
 async def test_13_mass_assignment_is_refused_and_nothing_persists(client: Any, world: World) -> None:
     before = await world.snapshot("posts", "tasks", "notes", "comments")
     events = await world.outbox()
@@ -1081,6 +1083,7 @@ SCHEMA_ENDPOINTS = [
 ]
 
 
+@pytest.mark.checklist(14)
 async def test_14_schema_endpoints_need_a_platform_admin(client: Any, world: World) -> None:
     before = (await client.get("/api/v1/collections", headers=world.headers("admin"))).json()
     await run_table(client, world, SCHEMA_ENDPOINTS)
@@ -1203,6 +1206,7 @@ HALFWAY = [
 ]
 
 
+@pytest.mark.checklist(15)
 async def test_15_a_failed_request_leaves_nothing_on_the_pooled_connection(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:
@@ -1439,6 +1443,7 @@ INJECTION = [
 ]
 
 
+@pytest.mark.checklist(16)
 async def test_16_identifiers_come_from_the_schema_and_values_are_bound(client: Any, world: World) -> None:
     tables = ("posts", "comments", "notes", "tasks")
     before = {t: len(rows) for t, rows in (await world.snapshot(*tables)).items()}
@@ -1597,6 +1602,7 @@ def passing_hooks() -> Hooks:
     return hooks
 
 
+@pytest.mark.checklist(17)
 async def test_17_a_bulk_insert_with_one_bad_row_writes_nothing(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:
@@ -1704,6 +1710,7 @@ BODIES = [
 ]
 
 
+@pytest.mark.checklist(18)
 async def test_18_page_size_is_clamped_and_large_bodies_refused(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:
@@ -1743,6 +1750,7 @@ SLOW_ROWS = 2000
 SLOW_PATTERN = "^(.*)(.*)\\2\\1$"
 
 
+@pytest.mark.checklist(19)
 async def test_19_an_internal_error_is_generic_with_a_stable_code_and_request_id(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:

@@ -36,6 +36,7 @@ async def _recorded(db: Any) -> list[str]:
     return [r["event_id"] for r in rows]
 
 
+@pytest.mark.checklist(28)
 async def test_nats_down_during_100_changes_then_back(make_settings: Any, database_url: str, tmp_path: Path) -> None:
     nats_server = NatsServer(tmp_path / "nats")
     nats_server.start()
@@ -82,6 +83,7 @@ async def _bus_up(client: Any) -> bool:
     return bool(health["details"].get("bus", {}).get("status") == "UP")
 
 
+@pytest.mark.checklist(28)
 async def test_killed_between_commit_and_publish(tmp_path: Path, database_url: str, make_settings: Any) -> None:
     nats_server = NatsServer(tmp_path / "nats")
     settings: Settings = make_settings(database_url=database_url)
@@ -120,6 +122,7 @@ async def test_killed_between_commit_and_publish(tmp_path: Path, database_url: s
         nats_server.stop()
 
 
+@pytest.mark.checklist(28)
 async def test_two_processes_relay_one_outbox_without_duplicates_or_gaps(
     tmp_path: Path, pg_databases: Any, make_settings: Any
 ) -> None:
@@ -188,6 +191,7 @@ async def test_two_processes_relay_one_outbox_without_duplicates_or_gaps(
         nats_server.stop()
 
 
+@pytest.mark.checklist(29)
 async def test_a_consumer_killed_before_acking_gets_the_event_again(
     tmp_path: Path, database_url: str, make_settings: Any
 ) -> None:

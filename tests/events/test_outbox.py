@@ -12,7 +12,7 @@ import pytest
 
 from apprun.events import emit, make_event
 from tests.events.conftest import eventually
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, join, register
 
 
 async def _handled(db: Any, consumer: str) -> list[Any]:
@@ -69,6 +69,7 @@ async def test_a_rolled_back_transaction_emits_nothing(events_env: dict[str, Any
         assert await conn.fetchval("SELECT count(*) FROM apprun_event_outbox WHERE id = $1", doomed.id) == 0
 
 
+@pytest.mark.checklist(29)
 async def test_a_failed_delivery_is_retried_and_its_writes_undone(events_env: dict[str, Any]) -> None:
     client, db = events_env["client"], events_env["db"]
     owner = await register(client)
@@ -83,6 +84,7 @@ async def test_a_failed_delivery_is_retried_and_its_writes_undone(events_env: di
     assert [(r["event_id"], r["attempt"]) for r in rows] == [(event_id, 2)]
 
 
+@pytest.mark.checklist(29)
 async def test_a_poison_event_lands_in_the_dead_letters(events_env: dict[str, Any]) -> None:
     client, app, nats_server = events_env["client"], events_env["app"], events_env["nats"]
     owner = await register(client)
@@ -117,6 +119,7 @@ async def test_a_poison_event_lands_in_the_dead_letters(events_env: dict[str, An
     assert json.loads(msg.data)["id"] == event_id
 
 
+@pytest.mark.checklist(28, 29)
 async def test_republishing_after_a_crash_changes_nothing(events_env: dict[str, Any]) -> None:
     """A relay that died after publishing, before marking, publishes the rows again."""
     client, db = events_env["client"], events_env["db"]
@@ -152,11 +155,7 @@ async def test_platform_events_come_from_auth(events_env: dict[str, Any]) -> Non
     owner = await register(client)
     await client.post("/auth/login", json={"email": owner["user"]["email"], "password": "wrong password!!"})
     friend = await register(client)
-    await client.post(
-        f"/api/v1/tenants/{owner['tenant_id']}/members",
-        json={"email": friend["user"]["email"], "role": "viewer"},
-        headers=bearer(owner),
-    )
+    await join(client, db, owner, friend, "viewer")
     history = (await client.get("/api/v1/events?limit=50", headers=bearer(owner))).json()
     types = [e["type"] for e in history]
     assert "apprun.user.registered" in types
@@ -212,11 +211,7 @@ async def test_who_may_publish_and_read(events_env: dict[str, Any]) -> None:
     client = events_env["client"]
     owner = await register(client)
     viewer = await register(client)
-    await client.post(
-        f"/api/v1/tenants/{owner['tenant_id']}/members",
-        json={"email": viewer["user"]["email"], "role": "viewer"},
-        headers=bearer(owner),
-    )
+    await join(client, events_env["db"], owner, viewer, "viewer")
     viewer_in = (
         await client.post("/auth/tenant", json={"tenant_id": owner["tenant_id"]}, headers=bearer(viewer))
     ).json()

@@ -29,7 +29,7 @@ from apprun.app import create_app
 from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.times import to_datetime
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, join, register
 from tests.support.scenarios import Scenario, run
 from tests.support.webhook_receiver import Hang, WebhookReceiver, verify
 
@@ -525,12 +525,7 @@ async def test_who_may_read_and_change_webhooks(
     event_id = await publish(client, owner)
     delivery = await delivery_of(client, owner, hook["id"], event_id, "succeeded")
     tenant = owner["tenant_id"]
-    added = await client.post(
-        f"/api/v1/tenants/{tenant}/members",
-        json={"email": person["user"]["email"], "role": "viewer"},
-        headers=bearer(owner),
-    )
-    assert added.status_code == 201, added.text
+    await join(client, env.db, owner, person, "viewer")
     viewer = (await client.post("/auth/tenant", json={"tenant_id": tenant}, headers=bearer(person))).json()
     # Built-in viewers hold nothing on `webhooks`; the tenant grants them reading.
     grant = await client.post(

@@ -95,11 +95,13 @@ def test_trusted_proxies_must_be_networks() -> None:
         load_settings(_env_file=None, http_trusted_proxies="not-an-ip")
 
 
+@pytest.mark.checklist(30)
 def test_prod_without_secret_refuses_with_a_clear_message() -> None:
     with pytest.raises(ConfigError, match=r"APPRUN_ENV=prod needs JWT_SECRET.*openssl rand"):
         load_settings(_env_file=None, apprun_env="prod")
 
 
+@pytest.mark.checklist(30)
 def test_prod_with_short_secret_refuses() -> None:
     with pytest.raises(ConfigError, match="JWT_SECRET is 31 bytes"):
         load_settings(_env_file=None, apprun_env="prod", jwt_secret="x" * 31)

@@ -103,6 +103,7 @@ async def test_sqlite_read_connections_cannot_write(make_settings: Any, tmp_path
         await database.close()
 
 
+@pytest.mark.checklist(30)
 async def test_statement_timeout_cancels_a_runaway_query(make_settings: Any, database_url: str) -> None:
     settings = make_settings(database_url=database_url, db_statement_timeout=0.3)
     database = create_database(settings)
@@ -126,6 +127,7 @@ async def test_statement_timeout_cancels_a_runaway_query(make_settings: Any, dat
         await database.close()
 
 
+@pytest.mark.checklist(30)
 async def test_unreachable_postgres_fails_fast_with_db_unavailable(make_settings: Any) -> None:
     from apprun.testing.engines import free_port
 
@@ -314,6 +316,7 @@ async def test_a_transaction_cancelled_while_it_begins_leaves_the_writer_clean(d
         assert await conn.fetchval("SELECT count(*) FROM t WHERE id < 1000") == 50
 
 
+@pytest.mark.checklist(30)
 async def test_sqlite_runaway_write_statement_times_out_and_rolls_back(make_settings: Any, tmp_path: Path) -> None:
     settings = make_settings(database_url=f"sqlite:///{tmp_path / 'runaway.db'}", db_statement_timeout=0.3)
     database = create_database(settings)

@@ -39,6 +39,7 @@ def cluster() -> Iterator[PostgresCluster]:
     pg.destroy()
 
 
+@pytest.mark.checklist(30)
 def test_database_outage_and_recovery(tmp_path: Path, cluster: PostgresCluster) -> None:
     env = {
         "DATABASE_URL": cluster.dsn.rsplit("/", 1)[0] + "/apprun",

@@ -88,6 +88,7 @@ def settings(make_settings: Any, tmp_path: Any) -> Any:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_ids)
+@pytest.mark.checklist(19)
 async def test_error_shape(client: Any, scenario: Scenario) -> None:
     response = await run(client, scenario)
     body = response.json()

@@ -6,20 +6,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.accounts import bearer, register
+from apprun.kernel.db import Database
+from tests.support.accounts import bearer, join, register
 
 EXPLAIN = "/api/v1/authz/explain"
 
 
-async def _member(client: Any, owner: dict[str, Any], role: str) -> dict[str, Any]:
+async def _member(client: Any, db: Database, owner: dict[str, Any], role: str) -> dict[str, Any]:
     person = await register(client)
     tenant = owner["tenant_id"]
-    r = await client.post(
-        f"/api/v1/tenants/{tenant}/members",
-        json={"email": person["user"]["email"], "role": role},
-        headers=bearer(owner),
-    )
-    assert r.status_code == 201, r.text
+    await join(client, db, owner, person, role)
     switched = await client.post("/auth/tenant", json={"tenant_id": tenant}, headers=bearer(person))
     data: dict[str, Any] = switched.json()
     return data
@@ -32,7 +28,7 @@ async def _explain(client: Any, tokens: dict[str, Any], action: str, obj: str) -
     return data
 
 
-async def test_a_custom_role_reads_posts_in_its_tenant_only_until_revoked(client: Any) -> None:
+async def test_a_custom_role_reads_posts_in_its_tenant_only_until_revoked(client: Any, db: Database) -> None:
     owner_a = await register(client)
     owner_b = await register(client)
     for owner in (owner_a, owner_b):
@@ -47,7 +43,7 @@ async def test_a_custom_role_reads_posts_in_its_tenant_only_until_revoked(client
     )
     assert grant.status_code == 201
     policy = grant.json()
-    reader = await _member(client, owner_a, "reader")
+    reader = await _member(client, db, owner_a, "reader")
     allowed = await _explain(client, reader, "read", "collection:posts")
     assert allowed["allowed"] is True
     assert allowed["rule"] == {
@@ -61,12 +57,7 @@ async def test_a_custom_role_reads_posts_in_its_tenant_only_until_revoked(client
     assert (await _explain(client, reader, "read", "collection:comments"))["allowed"] is False
 
     # The same person, made a reader in B too, is not allowed there: B granted nothing.
-    r = await client.post(
-        f"/api/v1/tenants/{owner_b['tenant_id']}/members",
-        json={"email": reader["user"]["email"], "role": "reader"},
-        headers=bearer(owner_b),
-    )
-    assert r.status_code == 201
+    await join(client, db, owner_b, reader, "reader")
     in_b = (await client.post("/auth/tenant", json={"tenant_id": owner_b["tenant_id"]}, headers=bearer(reader))).json()
     denied = await _explain(client, in_b, "read", "collection:posts")
     assert denied["allowed"] is False
@@ -81,9 +72,9 @@ async def test_a_custom_role_reads_posts_in_its_tenant_only_until_revoked(client
     assert (await _explain(client, in_a, "read", "collection:posts"))["allowed"] is False
 
 
-async def test_explain_names_the_deny_rule(client: Any) -> None:
+async def test_explain_names_the_deny_rule(client: Any, db: Database) -> None:
     owner = await register(client)
-    admin = await _member(client, owner, "admin")
+    admin = await _member(client, db, owner, "admin")
     verdict = await _explain(client, admin, "delete", "tenant")
     assert verdict["allowed"] is False
     assert verdict["reason"] == "denied by rule"
@@ -94,9 +85,9 @@ async def test_explain_names_the_deny_rule(client: Any) -> None:
     assert allowed["rule"]["object"] == "*"
 
 
-async def test_a_deny_rule_beats_an_allow(client: Any) -> None:
+async def test_a_deny_rule_beats_an_allow(client: Any, db: Database) -> None:
     owner = await register(client)
-    member = await _member(client, owner, "member")
+    member = await _member(client, db, owner, "member")
     assert (await _explain(client, member, "delete", "collection:invoices"))["allowed"] is True
     r = await client.post(
         "/api/v1/policies",
@@ -124,14 +115,14 @@ async def test_invalid_policies(client: Any, body: dict[str, str], code: str) ->
     assert r.json()["code"] == code
 
 
-async def test_roles_lifecycle(client: Any) -> None:
+async def test_roles_lifecycle(client: Any, db: Database) -> None:
     owner = await register(client)
     h = bearer(owner)
     assert (await client.post("/api/v1/roles", json={"name": "Bad Name"}, headers=h)).status_code == 400
     assert (await client.post("/api/v1/roles", json={"name": "auditor"}, headers=h)).status_code == 201
     assert (await client.post("/api/v1/roles", json={"name": "auditor"}, headers=h)).status_code == 409
     assert (await client.delete("/api/v1/roles/member", headers=h)).status_code == 400
-    await _member(client, owner, "auditor")
+    await _member(client, db, owner, "auditor")
     in_use = await client.delete("/api/v1/roles/auditor", headers=h)
     assert in_use.status_code == 409
     assert in_use.json()["code"] == "rbac.role_in_use"
@@ -162,20 +153,23 @@ BODIES = {
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS)
-async def test_admin_endpoints_refuse_anonymous_and_non_admins(client: Any, method: str, path: str) -> None:
+@pytest.mark.checklist(14)
+async def test_admin_endpoints_refuse_anonymous_and_non_admins(
+    client: Any, db: Database, method: str, path: str
+) -> None:
     body = BODIES.get(path) if method == "POST" else None
     anonymous = await client.request(method, path, json=body)
     assert anonymous.status_code == 401, anonymous.text
     assert "www-authenticate" in anonymous.headers
     owner = await register(client)
-    viewer = await _member(client, owner, "viewer")
+    viewer = await _member(client, db, owner, "viewer")
     refused = await client.request(method, path, json=body, headers=bearer(viewer))
     assert refused.status_code == 403, refused.text
 
 
-async def test_decisions_are_cached_until_the_tenant_changes(client: Any, app: Any) -> None:
+async def test_decisions_are_cached_until_the_tenant_changes(client: Any, app: Any, db: Database) -> None:
     owner = await register(client)
-    member = await _member(client, owner, "member")
+    member = await _member(client, db, owner, "member")
     enforcers = app.state.rbac.enforcers
     assert (await _explain(client, member, "read", "collection:posts"))["allowed"] is True
     loads = enforcers.loads

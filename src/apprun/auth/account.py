@@ -10,9 +10,10 @@ password (reset or change) also retires every reset link still unused.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any
 
 from apprun.auth import audit
+from apprun.auth.lockout import SignInLimits
 from apprun.auth.mailer import MailDelivery
 from apprun.auth.opaque import hash_token, new_token
 from apprun.auth.passwords import PasswordPolicy, Passwords
@@ -24,7 +25,7 @@ from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import BadRequest, Unauthorized
 from apprun.kernel.i18n import to_bcp47
 from apprun.kernel.ids import new_id
-from apprun.kernel.times import to_datetime, utcnow
+from apprun.kernel.times import isoformat, to_datetime, utcnow
 from apprun.rbac.service import Rbac
 
 __all__ = ["Account", "create_one_time_token", "use_one_time_token", "void_recover_tokens"]
@@ -43,13 +44,14 @@ async def create_one_time_token(
     tenant_id: str | None = None,
     role: str | None = None,
     created_by: str | None = None,
+    row_id: str | None = None,
 ) -> str:
-    """A new single-use token; only its hash is stored."""
+    """A new single-use token; only its hash is stored (in a row with ``row_id``, if given)."""
     token, now = new_token(), utcnow()
     await conn.execute(
         "INSERT INTO apprun_one_time_tokens (id, kind, token_hash, user_id, email, tenant_id, role, created_by, "
         "created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        new_id(),
+        row_id or new_id(),
         kind,
         hash_token(token),
         user_id,
@@ -93,14 +95,6 @@ async def void_recover_tokens(conn: Connection, user_id: str) -> None:
     )
 
 
-class Lockout(Protocol):
-    """The sign-in failure counter (the auth service), shared with password changes."""
-
-    async def check_lockout(self, email: str) -> None: ...
-
-    async def count_failure(self, email: str) -> None: ...
-
-
 class Account:
     def __init__(
         self,
@@ -112,7 +106,7 @@ class Account:
         sessions: Sessions,
         mail: MailDelivery,
         rbac: Rbac,
-        lockout: Lockout | None = None,
+        lockout: SignInLimits | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -177,14 +171,15 @@ class Account:
             row = await user_by_id(conn, user)
         if row is None:
             raise Unauthorized("auth.session_revoked")
-        # A stolen access token must not buy unlimited guesses at the password.
+        # A stolen access token must not buy unlimited guesses at the password: the
+        # attempt counts like a sign-in's, for this account from this client address.
         if self.lockout is not None:
-            await self.lockout.check_lockout(row["email"])
+            await self.lockout.claim(row["email"], ctx.client_ip)
         check = await self.passwords.verify(row["password_hash"], current)
         if not check.ok:
-            if self.lockout is not None:
-                await self.lockout.count_failure(row["email"])
             raise BadRequest("auth.invalid_credentials")
+        if self.lockout is not None:
+            await self.lockout.succeeded(row["email"], ctx.client_ip)
         self.policy.check(new, row["email"])
         new_hash = await self.passwords.hash(new)
         async with self.db.transaction() as conn:
@@ -283,8 +278,21 @@ class Account:
         role: str,
         inviter_id: str | None,
         locale: str,
-    ) -> None:
-        """Mail an invitation to join ``tenant_id`` (used by tenancy through its Directory port)."""
+    ) -> str:
+        """Mail an invitation to join ``tenant_id``; its id (used by tenancy through its Directory port).
+
+        Whether or not ``email`` has an account: the link leads to a page of
+        the site that signs in and accepts, or signs up with the token. A
+        pending invitation of the same address to the same tenant is replaced,
+        so the list holds one per person and only the newest link works.
+        """
+        await conn.execute(
+            "DELETE FROM apprun_one_time_tokens WHERE kind = 'invite' AND tenant_id = $1 AND email = $2 "
+            "AND used_at IS NULL",
+            tenant_id,
+            email,
+        )
+        invitation_id = new_id()
         token = await create_one_time_token(
             conn,
             kind="invite",
@@ -293,6 +301,7 @@ class Account:
             role=role,
             created_by=inviter_id,
             ttl_seconds=INVITE_TTL,
+            row_id=invitation_id,
         )
         inviter = await user_by_id(conn, inviter_id) if inviter_id else None
         await self.mail.queue(
@@ -301,7 +310,7 @@ class Account:
             kind="invite",
             locale=locale,
             params={
-                "link": self._link("/auth/register", token),
+                "link": self._link("/auth/invitation", token),
                 "token": token,
                 "tenant": tenant_name,
                 "inviter": (inviter["name"] or inviter["email"]) if inviter else "apprun",
@@ -310,6 +319,47 @@ class Account:
                 "locale": to_bcp47(locale),
             },
         )
+        return invitation_id
+
+    async def pending_invitations(self, conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's invitations neither accepted, revoked nor expired, oldest first (never the token)."""
+        rows = await conn.fetch(
+            "SELECT id, email, role, created_by, created_at, expires_at FROM apprun_one_time_tokens "
+            "WHERE kind = 'invite' AND tenant_id = $1 AND used_at IS NULL AND expires_at > $2 "
+            "ORDER BY created_at, id",
+            tenant_id,
+            utcnow(),
+        )
+        return [
+            {
+                "id": r["id"],
+                "email": r["email"],
+                "role": r["role"],
+                "invited_by": r["created_by"],
+                "created_at": isoformat(to_datetime(r["created_at"])),
+                "expires_at": isoformat(to_datetime(r["expires_at"])),
+            }
+            for r in rows
+        ]
+
+    async def revoke_invitation(self, conn: Connection, tenant_id: str, invitation_id: str) -> dict[str, Any] | None:
+        """Delete a pending invitation of the tenant; it (email, role), or None if there is none."""
+        row = await conn.fetchrow(
+            "SELECT email, role FROM apprun_one_time_tokens "
+            "WHERE id = $1 AND kind = 'invite' AND tenant_id = $2 AND used_at IS NULL",
+            invitation_id,
+            tenant_id,
+        )
+        # Conditional, so an acceptance that lands first keeps its membership and this one is 404.
+        deleted = await conn.execute(
+            "DELETE FROM apprun_one_time_tokens WHERE id = $1 AND kind = 'invite' AND tenant_id = $2 "
+            "AND used_at IS NULL",
+            invitation_id,
+            tenant_id,
+        )
+        if row is None or deleted != 1:
+            return None
+        return {"email": row["email"], "role": row["role"]}
 
     def mail_committed(self) -> None:
         """Deliver mail queued by a transaction that just committed."""

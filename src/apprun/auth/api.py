@@ -20,7 +20,7 @@ from apprun.auth.account import Account
 from apprun.auth.service import Auth, Client
 from apprun.kernel.http import ctx_of, user_agent
 
-__all__ = ["AuthController", "jwks"]
+__all__ = ["AuthController", "InvitationsController", "jwks"]
 
 
 class Credentials(msgspec.Struct, forbid_unknown_fields=True):
@@ -170,6 +170,21 @@ class AuthController(Controller):
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Sign out one session")
     async def revoke_session(self, request: Request[Any, Any, Any], state: State, session_id: FromPath[str]) -> None:
         await _auth(state).revoke_session(ctx_of(request), session_id)
+
+
+class InvitationsController(Controller):
+    path = "/api/v1/invitations"
+    tags = ("tenants",)
+
+    # Not counted against the per-IP auth budget: the caller is signed in, and a
+    # 256-bit token is not guessable by retrying.
+    @post(
+        "/accept",
+        status_code=HTTP_200_OK,
+        summary="Accept an invitation to a tenant, signed in as the invited address; returns the tenant",
+    )
+    async def accept(self, request: Request[Any, Any, Any], state: State, data: JSONBody[TokenBody]) -> dict[str, Any]:
+        return await _auth(state).accept_invitation(ctx_of(request), data.token)
 
 
 @get("/.well-known/jwks.json", tags=["auth"], summary="Public keys that verify apprun's access tokens")

@@ -28,6 +28,18 @@ __all__ = ["KEY_PREFIX", "ApiKeys"]
 
 KEY_PREFIX = "ak_"
 _TOUCH_EVERY = 60.0
+_KEY_SQL = (
+    "SELECT k.id, k.tenant_id, k.kind, k.role, k.expires_at, k.revoked_at, t.policy_version, "
+    "t.disabled_at AS tenant_disabled_at FROM apprun_api_keys k JOIN apprun_tenants t ON t.id = k.tenant_id WHERE "
+)
+
+
+def _live(row: Row | None) -> bool:
+    """Not revoked and not expired."""
+    if row is None or row["revoked_at"] is not None:
+        return False
+    expires = to_datetime(row["expires_at"])
+    return expires is None or expires > utcnow()
 
 
 class ApiKeys:
@@ -48,22 +60,30 @@ class ApiKeys:
 
     # --- resolving a presented key ---------------------------------------
     async def lookup(self, key: str) -> Row | None:
-        """The live key row (with its tenant's policy version), or None."""
+        """The live key row (with its tenant's policy version and ``tenant_disabled_at``), or None.
+
+        A key of a deactivated tenant is returned (the caller refuses it with
+        its own code), so the client learns why rather than "invalid key".
+        """
         if not key.startswith(KEY_PREFIX) or len(key) > 100:
             return None
         async with self.db.read() as conn:
-            row = await conn.fetchrow(
-                "SELECT k.id, k.tenant_id, k.kind, k.role, k.expires_at, k.revoked_at, t.policy_version "
-                "FROM apprun_api_keys k JOIN apprun_tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1",
-                hash_token(key),
-            )
-        if row is None or row["revoked_at"] is not None:
+            row = await conn.fetchrow(_KEY_SQL + "k.key_hash = $1", hash_token(key))
+        if not _live(row):
             return None
-        expires = to_datetime(row["expires_at"])
-        if expires is not None and expires <= utcnow():
-            return None
-        self._touch(row["id"])
+        if row is not None:
+            self._touch(row["id"])
         return row
+
+    async def recheck(self, key_id: str, tenant_id: str | None) -> str | None:
+        """Does key ``key_id`` of ``tenant_id`` still hold, now? None if so, else the error code."""
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(_KEY_SQL + "k.id = $1", key_id)
+        if row is None or not _live(row) or row["tenant_id"] != tenant_id:
+            return "auth.invalid_api_key"
+        if row["tenant_disabled_at"] is not None:
+            return "auth.tenant_disabled"
+        return None
 
     def _touch(self, key_id: str) -> None:
         now = time.monotonic()

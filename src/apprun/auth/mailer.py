@@ -1,10 +1,11 @@
 """Outgoing mail: written with the change that causes it, delivered after commit.
 
-A message (verification, password reset, invitation) is inserted into
-``apprun_mail_outbox`` inside the caller's transaction, so a rolled-back
-registration sends nothing and a committed one cannot lose its mail. After
-the commit, `MailDelivery.flush` hands pending rows to the configured
-backend:
+A message (verification, password reset, invitation, or the notice that
+someone tried to sign up with an address that already has an account) is
+inserted into ``apprun_mail_outbox`` inside the caller's transaction, so a
+rolled-back registration sends nothing and a committed one cannot lose its
+mail. After the commit, `MailDelivery.flush` hands pending rows to the
+configured backend:
 
 - ``smtp``: aiosmtplib to ``SMTP_HOST`` (STARTTLS by default); a failure is
   recorded on the row and retried by the background loop, except a

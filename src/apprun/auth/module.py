@@ -13,7 +13,7 @@ from litestar.middleware import DefineMiddleware
 from apprun.auth.account import Account
 from apprun.auth.admin import Admin
 from apprun.auth.admin_api import ApiKeysController, AuditController, UsersController
-from apprun.auth.api import AuthController, jwks
+from apprun.auth.api import AuthController, InvitationsController, jwks
 from apprun.auth.api_keys import ApiKeys
 from apprun.auth.authn import Authenticator, AuthnMiddleware
 from apprun.auth.bridges import IdentityMapper, KratosClient, OidcVerifier
@@ -25,7 +25,7 @@ from apprun.auth.service import Auth
 from apprun.auth.sessions import Sessions
 from apprun.auth.tokens import TokenKeys
 from apprun.kernel.config import ConfigError, Settings
-from apprun.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from apprun.kernel.ratelimit import DatabaseRateLimiter, Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from apprun.kernel.runtime import Runtime
 from apprun.rbac.service import Rbac
 from apprun.tenancy.service import Tenancy
@@ -48,7 +48,15 @@ class AuthModule:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def routes(self) -> list[Any]:
-        return [AuthController, OAuthController, ApiKeysController, AuditController, UsersController, jwks]
+        return [
+            AuthController,
+            InvitationsController,
+            OAuthController,
+            ApiKeysController,
+            AuditController,
+            UsersController,
+            jwks,
+        ]
 
     def middleware(self) -> DefineMiddleware:
         return DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)
@@ -80,8 +88,12 @@ class AuthModule:
 
 def _limiter(runtime: Runtime) -> RateLimiter:
     s = runtime.settings
-    if s.rate_limiter == "memory":
+    if s.rate_limiter == "memory":  # explicit only: each worker counts alone
         return MemoryRateLimiter()
+    if s.rate_limiter == "database":
+        limits = (s.auth_rate_limit_ip, s.auth_rate_limit_account, s.auth_rate_limit_account_global)
+        # The sweep must not delete a window that is still running: keep rows as long as the longest limit.
+        return DatabaseRateLimiter(runtime.db, retention=max(Limit.parse(text).seconds for text in limits))
     from redis.asyncio import Redis
 
     client = Redis(host=s.redis_host or "127.0.0.1", port=s.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -132,7 +144,14 @@ def build_auth(runtime: Runtime, tenancy: Tenancy, rbac: Rbac) -> AuthModule:
     rbac.add_source(api_keys)
     auth = Auth(s, db, passwords=passwords, sessions=sessions, tenancy=tenancy, rbac=rbac, mail=mail, limiter=limiter)
     account = Account(
-        s, db, passwords=passwords, policy=auth.policy, sessions=sessions, mail=mail, rbac=rbac, lockout=auth
+        s,
+        db,
+        passwords=passwords,
+        policy=auth.policy,
+        sessions=sessions,
+        mail=mail,
+        rbac=rbac,
+        lockout=auth.sign_in_limits,
     )
     tenancy.directory = account
     admin = Admin(db, passwords=passwords, policy=auth.policy, sessions=sessions, tenancy=tenancy, rbac=rbac)

@@ -180,6 +180,11 @@ class Sessions:
             roles=roles,
         )
 
+    @staticmethod
+    async def move(conn: Connection, session_id: str, tenant_id: str | None) -> None:
+        """Make ``tenant_id`` the session's tenant (a tenant switch, or a refresh that lost its tenant)."""
+        await conn.execute("UPDATE apprun_sessions SET tenant_id = $2 WHERE id = $1", session_id, tenant_id)
+
     async def new_head(self, conn: Connection, session_id: str) -> str:
         """A fresh refresh token in an existing session (after a tenant switch)."""
         token = new_token()

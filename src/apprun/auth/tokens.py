@@ -8,7 +8,9 @@ signed with that key and its public half is published at
 Verification accepts exactly the configured algorithm (``alg=none`` and the
 HS256/RS256 confusion are refused by construction), requires every claim
 apprun issues, checks issuer and audience, and allows at most 30 s of clock
-leeway. Every failure is a 401 with ``WWW-Authenticate: Bearer
+leeway. A token whose lifetime (``exp - iat``) exceeds ``AUTH_ACCESS_TTL``
+plus the leeway, or whose ``iat`` lies in the future past the leeway, is
+refused even with a good signature. Every failure is a 401 with ``WWW-Authenticate: Bearer
 error="invalid_token"``, never a 500.
 """
 
@@ -193,12 +195,20 @@ class TokenKeys:
             raise invalid_token()
         if tenant is not None and not isinstance(tenant, str):
             raise invalid_token()
+        exp, iat = int(claims["exp"]), int(claims["iat"])
+        # apprun never mints a token living longer than its TTL, nor one issued in the future: such a
+        # token was forged with the key (or minted under another config) and would outlive any
+        # rotation of the TTL, so it is refused whatever its signature says.
+        if exp - iat > self.ttl + self.leeway:
+            raise invalid_token(description="the token lives longer than this server issues tokens for")
+        if iat > time.time() + self.leeway:
+            raise invalid_token(description="the token was issued in the future")
         return AccessClaims(
             sub=sub,
             sid=sid,
             tenant_id=tenant,
             roles=tuple(str(r) for r in roles),
-            exp=int(claims["exp"]),
-            iat=int(claims["iat"]),
+            exp=exp,
+            iat=iat,
             email=claims.get("email") if isinstance(claims.get("email"), str) else None,
         )

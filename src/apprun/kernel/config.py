@@ -208,7 +208,15 @@ class Settings(BaseSettings):
     )
     auth_redirect_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     auth_rate_limit_ip: str = Field("60/60", description="auth requests per IP: count/seconds")
-    auth_rate_limit_account: str = Field("10/900", description="failed logins per account: count/seconds")
+    auth_rate_limit_account: str = Field(
+        "10/900", description="failed sign-ins per account from one client address: count/seconds"
+    )
+    auth_rate_limit_account_global: str = Field(
+        "100/3600", description="failed sign-ins per account from all addresses together: count/seconds"
+    )
+    auth_register_reveals_existing: bool | None = Field(
+        None, description="sign-up answers 409 for a registered email; default: on in dev, off in prod"
+    )
     auth_oidc_issuer: str | None = None
     auth_oidc_jwks_url: str | None = None
     auth_oidc_audience: str | None = None
@@ -217,7 +225,7 @@ class Settings(BaseSettings):
     auth_oidc_roles_claim: str = "roles"
     auth_oauth_providers: str = Field("[]", description="JSON list of OAuth2/OIDC login providers")
     kratos_public_url: str | None = None
-    rate_limit_backend: Literal["memory", "redis"] | None = None
+    rate_limit_backend: Literal["database", "redis", "memory"] | None = None
 
     # --- mail ----------------------------------------------------------
     mail_backend: Literal["log", "smtp", "none"] | None = None
@@ -324,10 +332,21 @@ class Settings(BaseSettings):
         return "log" if self.is_dev else "none"
 
     @property
-    def rate_limiter(self) -> Literal["memory", "redis"]:
+    def rate_limiter(self) -> Literal["database", "redis", "memory"]:
+        """Where limit counters live: as configured, else Redis when a host is set, else the database.
+
+        Never memory by default: each worker would count alone, multiplying every limit.
+        """
         if self.rate_limit_backend is not None:
             return self.rate_limit_backend
-        return "redis" if self.redis_host else "memory"
+        return "redis" if self.redis_host else "database"
+
+    @property
+    def register_reveals_existing(self) -> bool:
+        """Whether sign-up (without email verification) answers 409 for a registered address."""
+        if self.auth_register_reveals_existing is not None:
+            return self.auth_register_reveals_existing
+        return self.is_dev
 
     @property
     def database(self) -> DatabaseConfig:

@@ -20,6 +20,12 @@ class TenantBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
 
 
+class TenantPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: str | None = None
+    #: Platform admins only: true deactivates the tenant (every credential of it stops working), false reactivates.
+    disabled: bool | None = None
+
+
 class MemberBody(msgspec.Struct, forbid_unknown_fields=True):
     email: str
     role: str = "member"
@@ -54,11 +60,11 @@ class TenantsController(Controller):
     ) -> dict[str, Any]:
         return await _tenancy(state).get(ctx_of(request), tenant_id)
 
-    @patch("/{tenant_id:str}", summary="Rename a tenant")
-    async def rename_tenant(
-        self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str], data: JSONBody[TenantBody]
+    @patch("/{tenant_id:str}", summary="Rename a tenant; deactivate or reactivate it (platform admins)")
+    async def update_tenant(
+        self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str], data: JSONBody[TenantPatch]
     ) -> dict[str, Any]:
-        return await _tenancy(state).rename(ctx_of(request), tenant_id, data.name)
+        return await _tenancy(state).update(ctx_of(request), tenant_id, name=data.name, disabled=data.disabled)
 
     @delete("/{tenant_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a tenant (owners only)")
     async def delete_tenant(self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str]) -> None:
@@ -70,11 +76,31 @@ class TenantsController(Controller):
     ) -> list[dict[str, Any]]:
         return await _tenancy(state).list_members(ctx_of(request), tenant_id)
 
-    @post("/{tenant_id:str}/members", summary="Add an existing user, or invite a new one by email")
+    @post(
+        "/{tenant_id:str}/members",
+        summary="Invite someone by email (the same answer whether or not they have an account); "
+        "a platform admin adds an existing user at once",
+    )
     async def add_member(
         self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str], data: JSONBody[MemberBody]
     ) -> dict[str, Any]:
         return await _tenancy(state).add_member(ctx_of(request), tenant_id, data.email, data.role)
+
+    @get("/{tenant_id:str}/invitations", summary="Pending invitations (email, role, who invited, when, until when)")
+    async def list_invitations(
+        self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str]
+    ) -> list[dict[str, Any]]:
+        return await _tenancy(state).list_invitations(ctx_of(request), tenant_id)
+
+    @delete(
+        "/{tenant_id:str}/invitations/{invitation_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke a pending invitation; its link stops working",
+    )
+    async def revoke_invitation(
+        self, request: Request[Any, Any, Any], state: State, tenant_id: FromPath[str], invitation_id: FromPath[str]
+    ) -> None:
+        await _tenancy(state).revoke_invitation(ctx_of(request), tenant_id, invitation_id)
 
     @patch("/{tenant_id:str}/members/{user_id:str}", summary="Change a member's role")
     async def change_role(

@@ -12,6 +12,22 @@ who is not a member of the tenant gets 404, not 403, so tenant ids cannot be
 probed. Only owners may make or unmake owners, and a tenant always keeps at
 least one owner.
 
+A platform admin may deactivate a tenant (``disabled_at``) and reactivate
+it. While it is deactivated every credential of the tenant stops working at
+once (the auth layer reads ``disabled_at`` with each request's session or API
+key), nobody can switch or refresh into it, new sessions start elsewhere,
+and only a platform admin may change it; its members still see it, marked
+``disabled``, in their list of tenants.
+
+Adding a member is an invitation the invitee accepts (as Appwrite Teams,
+GitHub organisations and Slack do): ``add_member`` mails a single-use token
+whether or not the address has an account, and answers both alike, so no
+caller learns who is registered (every user owns a tenant, so anyone could
+ask) and nobody joins a tenant without consenting. Only a platform admin,
+who can list every user anyway, adds an existing user at once. The auth
+module owns the tokens and the acceptance (``POST /api/v1/invitations/accept``,
+or sign-up with ``invite_token``).
+
 Users live in the auth module; tenancy reaches them through the `Directory`
 port, which auth implements and the app wires in.
 """
@@ -26,11 +42,13 @@ from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import isoformat, to_datetime, utcnow
-from apprun.rbac.service import POLICY_VERSION, Rbac
+from apprun.rbac.service import PLATFORM_ADMIN, POLICY_VERSION, Rbac
 
 __all__ = ["Directory", "Tenancy"]
 
 MAX_NAME = 200
+_DEACTIVATE = "UPDATE apprun_tenants SET disabled_at = $2, updated_at = $3 WHERE id = $1 AND disabled_at IS NULL"
+_REACTIVATE = "UPDATE apprun_tenants SET disabled_at = $2, updated_at = $3 WHERE id = $1 AND disabled_at IS NOT NULL"
 
 
 class Directory(Protocol):
@@ -50,7 +68,17 @@ class Directory(Protocol):
         role: str,
         inviter_id: str | None,
         locale: str,
-    ) -> None: ...
+    ) -> str:
+        """Mail ``email`` a single-use invitation (replacing a pending one to this tenant); its id."""
+        ...
+
+    async def pending_invitations(self, conn: Connection, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's invitations neither accepted, revoked nor expired, oldest first."""
+        ...
+
+    async def revoke_invitation(self, conn: Connection, tenant_id: str, invitation_id: str) -> dict[str, Any] | None:
+        """Delete a pending invitation of the tenant (its link stops working); it, or None if there is none."""
+        ...
 
     async def audit(
         self, conn: Connection, ctx: RequestContext, action: str, target: str, details: dict[str, Any]
@@ -129,13 +157,48 @@ class Tenancy:
         return str(role) if role is not None else None
 
     async def first_tenant_of(self, conn: Connection, user_id: str) -> str | None:
-        """The tenant a new session starts in: the personal one, else the oldest membership."""
+        """The tenant a new session starts in: the personal one, else the oldest membership (active ones only)."""
         found = await conn.fetchval(
             "SELECT m.tenant_id FROM apprun_memberships m JOIN apprun_tenants t ON t.id = m.tenant_id "
-            "WHERE m.user_id = $1 ORDER BY t.personal DESC, m.created_at, m.tenant_id LIMIT 1",
+            "WHERE m.user_id = $1 AND t.disabled_at IS NULL ORDER BY t.personal DESC, m.created_at, m.tenant_id "
+            "LIMIT 1",
             user_id,
         )
         return str(found) if found is not None else None
+
+    async def active_role_of(self, conn: Connection, tenant_id: str, user_id: str) -> str | None:
+        """``user_id``'s role in ``tenant_id`` while that tenant is active; None if not a member or deactivated."""
+        role = await conn.fetchval(
+            "SELECT m.role FROM apprun_memberships m JOIN apprun_tenants t ON t.id = m.tenant_id "
+            "WHERE m.tenant_id = $1 AND m.user_id = $2 AND t.disabled_at IS NULL",
+            tenant_id,
+            user_id,
+        )
+        return str(role) if role is not None else None
+
+    async def is_disabled(self, conn: Connection, tenant_id: str) -> bool:
+        disabled = await conn.fetchval("SELECT disabled_at FROM apprun_tenants WHERE id = $1", tenant_id)
+        return disabled is not None
+
+    async def tenant_to_resume(
+        self, conn: Connection, user_id: str, tenant_id: str | None, *, platform_admin: bool
+    ) -> str | None:
+        """The tenant a refreshed session continues in.
+
+        Its own while the tenant is active and the user still belongs to it (a
+        platform admin need not: they may act in any tenant); otherwise — the
+        member was removed, the tenant deactivated or deleted — where a new
+        session would start (`first_tenant_of`), so a refresh token never
+        brings a lost membership back.
+        """
+        if tenant_id is not None:
+            if platform_admin:
+                row = await conn.fetchrow("SELECT disabled_at FROM apprun_tenants WHERE id = $1", tenant_id)
+                if row is not None and row["disabled_at"] is None:
+                    return tenant_id
+            elif await self.active_role_of(conn, tenant_id, user_id) is not None:
+                return tenant_id
+        return await self.first_tenant_of(conn, user_id)
 
     async def tenant_name(self, conn: Connection, tenant_id: str) -> str | None:
         name = await conn.fetchval("SELECT name FROM apprun_tenants WHERE id = $1", tenant_id)
@@ -158,7 +221,7 @@ class Tenancy:
         user = self._user(ctx)
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT t.id, t.name, t.personal, t.created_at, m.role FROM apprun_memberships m "
+                "SELECT t.id, t.name, t.personal, t.created_at, t.disabled_at, m.role FROM apprun_memberships m "
                 "JOIN apprun_tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 ORDER BY t.created_at, t.id",
                 user,
             )
@@ -169,6 +232,7 @@ class Tenancy:
                 "personal": bool(r["personal"]),
                 "role": r["role"],
                 "active": r["id"] == ctx.tenant_id,
+                "disabled": r["disabled_at"] is not None,
                 "created_at": isoformat(to_datetime(r["created_at"])),
             }
             for r in rows
@@ -178,7 +242,8 @@ class Tenancy:
         scoped = await self._in_tenant(ctx, tenant_id, "read", "tenant")
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                "SELECT id, name, personal, created_at, updated_at FROM apprun_tenants WHERE id = $1", tenant_id
+                "SELECT id, name, personal, created_at, updated_at, disabled_at FROM apprun_tenants WHERE id = $1",
+                tenant_id,
             )
             role = await self.role_of(conn, tenant_id, scoped.user_id or "")
         if row is None:
@@ -188,9 +253,44 @@ class Tenancy:
             "name": row["name"],
             "personal": bool(row["personal"]),
             "role": role,
+            "disabled": row["disabled_at"] is not None,
+            "disabled_at": isoformat(to_datetime(row["disabled_at"])),
             "created_at": isoformat(to_datetime(row["created_at"])),
             "updated_at": isoformat(to_datetime(row["updated_at"])),
         }
+
+    async def update(
+        self, ctx: RequestContext, tenant_id: str, *, name: str | None, disabled: bool | None
+    ) -> dict[str, Any]:
+        """``PATCH``: deactivate or reactivate (platform admins), rename (``update`` on ``tenant``)."""
+        if name is None and disabled is None:
+            raise BadRequest("request.invalid", details={"field": "name"})
+        if disabled is not None:
+            await self.set_disabled(ctx, tenant_id, disabled=disabled)
+        if name is not None:
+            return await self.rename(ctx, tenant_id, name)
+        return await self.get(ctx, tenant_id)
+
+    async def set_disabled(self, ctx: RequestContext, tenant_id: str, *, disabled: bool) -> None:
+        """Deactivate (every credential of the tenant stops working at once) or reactivate; platform admins only."""
+        self._user_or_key(ctx)
+        if not ctx.extra.get(PLATFORM_ADMIN):
+            raise Forbidden("auth.platform_admin_only")
+        now = utcnow()
+        async with self.db.transaction() as conn:
+            # Only a change is written (and audited): deactivating twice keeps the first time.
+            changed = await conn.execute(
+                _DEACTIVATE if disabled else _REACTIVATE,
+                tenant_id,
+                now if disabled else None,
+                now,
+            )
+            if changed == 0:
+                if await self.tenant_name(conn, tenant_id) is None:
+                    raise NotFound("tenancy.tenant_not_found")
+                return
+            action = "tenant.deactivated" if disabled else "tenant.reactivated"
+            await self._audit(conn, ctx, action, tenant_id, {"tenant_id": tenant_id})
 
     async def rename(self, ctx: RequestContext, tenant_id: str, name: str) -> dict[str, Any]:
         await self._in_tenant(ctx, tenant_id, "update", "tenant")
@@ -231,39 +331,64 @@ class Tenancy:
         ]
 
     async def add_member(self, ctx: RequestContext, tenant_id: str, email: str, role: str) -> dict[str, Any]:
-        """Add an existing user at once, or email an invitation to a new one."""
+        """Mail an invitation to ``email``; a platform admin adds an existing user at once.
+
+        Everyone else (service keys too: any user can make one for their own
+        tenant) gets one answer, 201 ``"invited"``, with the same work behind
+        it (a lookup, a token, a mail), whether or not the address has an
+        account. Inviting a member again is 409 only for a caller who may read
+        the members list, which shows it anyway; to anyone else it is one more
+        invitation (accepting it changes nothing).
+        """
         scoped = await self._in_tenant(ctx, tenant_id, "admin", "members")
         email = email.strip().lower()
+        admin = bool(ctx.extra.get(PLATFORM_ADMIN))
+        # Asked before the transaction: RBAC may read the policies on a connection of its own.
+        sees_members = admin or (await self.rbac.authorize(scoped, "read", "members")).allowed
+        directory = self._directory()
         async with self.db.transaction() as conn:
             if not await self.rbac.role_exists(conn, tenant_id, role):
                 raise BadRequest("rbac.role_not_found", params={"name": role})
             await self._check_owner_change(conn, scoped, tenant_id, None, role)
-            directory = self._directory()
             user_id = await directory.find_user_id(conn, email)
-            result: dict[str, Any]
-            if user_id is None:
-                name = await self.tenant_name(conn, tenant_id) or ""
-                await directory.invite(
-                    conn,
-                    tenant_id=tenant_id,
-                    tenant_name=name,
-                    email=email,
-                    role=role,
-                    inviter_id=ctx.user_id,
-                    locale=ctx.locale,
-                )
-                await self._audit(conn, ctx, "member.invited", email, {"tenant_id": tenant_id, "role": role})
-                result = {"email": email, "role": role, "status": "invited"}
-            else:
-                if await self.role_of(conn, tenant_id, user_id) is not None:
-                    raise Conflict("tenancy.already_member", params={"email": email})
+            # Asked for an unknown address too, so both cost the same queries.
+            member = await self.role_of(conn, tenant_id, user_id or "") is not None
+            if member and sees_members:
+                raise Conflict("tenancy.already_member", params={"email": email})
+            if admin and user_id is not None:
                 await self._insert_member(conn, tenant_id, user_id, role, ctx.user_id)
                 await self.rbac.bump(conn, tenant_id)
                 await self._audit(conn, ctx, "member.added", user_id, {"tenant_id": tenant_id, "role": role})
-                result = {"user_id": user_id, "email": email, "role": role, "status": "added"}
-        if result["status"] == "invited":
-            directory.mail_committed()
-        return result
+                return {"user_id": user_id, "email": email, "role": role, "status": "added"}
+            invitation = await directory.invite(
+                conn,
+                tenant_id=tenant_id,
+                tenant_name=await self.tenant_name(conn, tenant_id) or "",
+                email=email,
+                role=role,
+                inviter_id=ctx.user_id,
+                locale=ctx.locale,
+            )
+            details = {"tenant_id": tenant_id, "role": role, "invitation_id": invitation}
+            await self._audit(conn, ctx, "member.invited", email, details)
+        directory.mail_committed()
+        return {"email": email, "role": role, "status": "invited"}
+
+    async def list_invitations(self, ctx: RequestContext, tenant_id: str) -> list[dict[str, Any]]:
+        """Pending invitations: who may read the members list may read them."""
+        await self._in_tenant(ctx, tenant_id, "read", "members")
+        async with self.db.read() as conn:
+            return await self._directory().pending_invitations(conn, tenant_id)
+
+    async def revoke_invitation(self, ctx: RequestContext, tenant_id: str, invitation_id: str) -> None:
+        """Withdraw a pending invitation (``admin`` on ``members``, as for adding one); its link stops working."""
+        await self._in_tenant(ctx, tenant_id, "admin", "members")
+        async with self.db.transaction() as conn:
+            revoked = await self._directory().revoke_invitation(conn, tenant_id, invitation_id)
+            if revoked is None:
+                raise NotFound("tenancy.invitation_not_found")
+            details = {"tenant_id": tenant_id, "email": revoked["email"], "role": revoked["role"]}
+            await self._audit(conn, ctx, "invitation.revoked", invitation_id, details)
 
     async def change_role(self, ctx: RequestContext, tenant_id: str, user_id: str, role: str) -> dict[str, Any]:
         scoped = await self._in_tenant(ctx, tenant_id, "admin", "members")
@@ -362,11 +487,16 @@ class Tenancy:
             raise NotFound("tenancy.tenant_not_found")
         scoped = ctx if ctx.tenant_id == tenant_id else self._rescope(ctx, tenant_id)
         decision = await self.rbac.authorize(scoped, action, obj)
-        if decision.allowed:
-            return scoped
-        if not decision.roles:
-            raise NotFound("tenancy.tenant_not_found")
-        raise Forbidden("auth.forbidden", details={"action": action, "object": obj, "reason": decision.reason})
+        if not decision.allowed:
+            if not decision.roles:
+                raise NotFound("tenancy.tenant_not_found")
+            raise Forbidden("auth.forbidden", details={"action": action, "object": obj, "reason": decision.reason})
+        if action != "read" and not ctx.extra.get(PLATFORM_ADMIN):
+            # A deactivated tenant is frozen: its members may look, only a platform admin may change it.
+            async with self.db.read() as conn:
+                if await self.is_disabled(conn, tenant_id):
+                    raise Forbidden("tenancy.tenant_disabled")
+        return scoped
 
     @staticmethod
     def _rescope(ctx: RequestContext, tenant_id: str) -> RequestContext:
