@@ -68,6 +68,9 @@ def create_app(
     rbac.add_source(tenancy)
     auth = build_auth(runtime, tenancy, rbac)
     data = build_data(runtime, rbac, hooks)
+    # Events sit below data and auth: a record's event reaches a reader only if the data API
+    # would show it the row, and a live stream ends with the session that opened it.
+    events.wire(visibility=data.visibility, sessions=auth.authenticator)
     runtime.on_start(events.start)
     runtime.on_start(auth.start)
     runtime.on_start(data.start)

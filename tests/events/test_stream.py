@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +13,17 @@ from tests.events.conftest import eventually, prepare
 from tests.support.accounts import PASSWORD, bearer
 from tests.support.live import LiveServer
 from tests.support.otlp import OtlpReceiver
+from tests.support.sse import SseReader
 
 pytestmark = pytest.mark.slow
 
 
-async def _read_events(response: httpx.Response, count: int) -> list[dict[str, Any]]:
+async def _read_events(reader: SseReader, count: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    block: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if "data" in block:
-                events.append({"event": block.get("event"), "id": block.get("id"), "data": json.loads(block["data"])})
-                if len(events) == count:
-                    return events
-            block = {}
-            continue
-        if line.startswith(":"):
-            continue
-        key, _, value = line.partition(":")
-        block[key] = value.lstrip()
+    while len(events) < count:
+        message = await reader.next(timeout=20)
+        if message.event is not None:
+            events.append({"event": message.event, "id": message.id, "data": message.json()})
     return events
 
 
@@ -65,8 +55,10 @@ async def test_the_live_tail_streams_new_events_of_the_tenant(
                 ) as response:
                     assert response.status_code == 200
                     assert response.headers["content-type"].startswith("text/event-stream")
-                    reader = asyncio.create_task(_read_events(response, 2))
-                    await asyncio.sleep(0.5)  # the tail is listening
+                    # The opening comment goes out once the tail is listening.
+                    reader = SseReader(response)
+                    first = await reader.next(timeout=20)
+                    assert first.comment == "apprun event stream", first
                     for body, who in (
                         ({"type": "app.order.created", "data": {"n": 1}}, owner),
                         ({"type": "app.order.cancelled", "data": {"n": 2}}, owner),  # another type
@@ -75,7 +67,7 @@ async def test_the_live_tail_streams_new_events_of_the_tenant(
                     ):
                         r = await http.post("/api/v1/events", json=body, headers=bearer(who))
                         assert r.status_code == 202
-                    got = await asyncio.wait_for(reader, 20)
+                    got = await _read_events(reader, 2)
         assert [e["data"]["data"]["n"] for e in got] == [1, 4]
         assert all(e["event"] == "app.order.created" for e in got)
         assert all(e["data"]["tenantid"] == owner["tenant_id"] for e in got)

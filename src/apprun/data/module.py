@@ -11,6 +11,7 @@ from apprun.data.collections_api import CollectionsController
 from apprun.data.hooks import Hooks
 from apprun.data.openapi import CollectionsOpenApi
 from apprun.data.service import DataService
+from apprun.data.visibility import RecordVisibility
 from apprun.kernel.runtime import Runtime
 from apprun.rbac.service import Rbac
 
@@ -22,6 +23,8 @@ class DataModule:
     catalog: Catalog
     service: DataService
     openapi: CollectionsOpenApi
+    #: Who may see a record's event (the events module's `EventVisibility` port; app.py wires it).
+    visibility: RecordVisibility
 
     def routes(self) -> list[Any]:
         return [*data_routes(), CollectionsController]
@@ -39,4 +42,4 @@ class DataModule:
 def build_data(runtime: Runtime, rbac: Rbac, hooks: Hooks | None = None) -> DataModule:
     catalog = Catalog(runtime.settings, runtime.db)
     service = DataService(runtime.settings, runtime.db, catalog, rbac, hooks)
-    return DataModule(catalog, service, CollectionsOpenApi(catalog))
+    return DataModule(catalog, service, CollectionsOpenApi(catalog), RecordVisibility(catalog, rbac))

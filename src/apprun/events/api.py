@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 
 from apprun.events.envelope import encode
 from apprun.events.service import Events
+from apprun.events.streams import STREAM_CLOSED, StreamClosed
 from apprun.events.webhooks import Webhooks
 from apprun.kernel.errors import BadRequest
 from apprun.kernel.http import ctx_of
@@ -86,23 +87,24 @@ class EventsController(Controller):
     @get("/stream", summary="Live tail of the tenant's events (Server-Sent Events)")
     async def stream(self, request: Request[Any, Any, Any], state: State) -> ServerSentEvent:
         types = tuple(t for t in request.query_params.getall("type", []) if t)
-        # Permission is checked here, before the 200 goes out.
-        events = await _events(state).open_stream(ctx_of(request), types)
+        # Permission is checked here, and listening begun, before the 200 goes out.
+        stream = await _events(state).open_stream(ctx_of(request), types)
 
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
-            # Comments (no data field: browsers would fire an empty message otherwise).
-            yield ServerSentEventMessage(comment="apprun event stream", data=None)
-            pending: asyncio.Future[Any] | None = None
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=_HEARTBEAT)
-                if not done:
-                    yield ServerSentEventMessage(comment="keep-alive", data=None)
-                    continue
-                event = pending.result()
-                pending = None
-                yield ServerSentEventMessage(data=encode(event).decode(), event=event.type, id=event.id)
+            try:
+                # Comments (no data field: browsers would fire an empty message otherwise).
+                yield ServerSentEventMessage(comment="apprun event stream", data=None)
+                while True:
+                    item = await stream.next(_HEARTBEAT)
+                    if item is None:
+                        yield ServerSentEventMessage(comment="keep-alive", data=None)
+                    elif isinstance(item, StreamClosed):
+                        yield ServerSentEventMessage(data=json.dumps({"reason": item.reason}), event=STREAM_CLOSED)
+                        return
+                    else:
+                        yield ServerSentEventMessage(data=encode(item).decode(), event=item.type, id=item.id)
+            finally:
+                await stream.close()
 
         return ServerSentEvent(messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

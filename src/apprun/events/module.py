@@ -12,7 +12,9 @@ from apprun.events.memory_bus import MemoryBus
 from apprun.events.metrics import EventMetrics
 from apprun.events.outbox import Relay
 from apprun.events.service import Events
+from apprun.events.streams import SessionCheck
 from apprun.events.subscriptions import DEFAULT_REGISTRY, Registry, Runner, Subscriber
+from apprun.events.visibility import EventVisibility
 from apprun.events.webhooks import Webhooks
 from apprun.kernel.runtime import Runtime, stop_step
 from apprun.rbac.service import Rbac
@@ -41,6 +43,10 @@ class EventsModule:
 
     def state(self) -> dict[str, Any]:
         return {"events": self.events, "webhooks": self.webhooks, "bus": self.bus, "relay": self.relay}
+
+    def wire(self, *, visibility: EventVisibility, sessions: SessionCheck) -> None:
+        """The ports the modules above fill (app.py): who may see a record's event, whether a session holds."""
+        self.events.use(visibility=visibility, sessions=sessions)
 
     def subscribers(self) -> list[Subscriber]:
         found: dict[str, Subscriber] = {}
@@ -96,7 +102,7 @@ def build_events(runtime: Runtime, rbac: Rbac, registries: list[Registry] | None
         bus=bus,
         relay=relay,
         runner=runner,
-        events=Events(runtime.db, bus, rbac),
+        events=Events(runtime.db, bus, rbac, recheck_every=s.events_stream_recheck_seconds),
         webhooks=Webhooks(s, runtime.db, rbac),
         registries=[DEFAULT_REGISTRY, *(registries or [])],
         metrics=metrics,

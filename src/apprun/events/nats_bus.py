@@ -64,6 +64,31 @@ class _NatsDelivery:
         await self._msg.term()
 
 
+class _Tail:
+    """A live tail's core NATS subscriptions as an async iterator of events."""
+
+    def __init__(self, queue: asyncio.Queue[Msg], subs: list[Any]) -> None:
+        self._queue = queue
+        self._subs = subs
+
+    def __aiter__(self) -> _Tail:
+        return self
+
+    async def __anext__(self) -> CloudEvent:
+        while True:
+            msg = await self._queue.get()
+            if msg.subject.endswith(".deadletter"):
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                return decode(msg.data)
+
+    async def aclose(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
 class NatsBus:
     name = "nats"
 
@@ -261,7 +286,11 @@ class NatsBus:
 
     # --- live tail ---------------------------------------------------------
     async def tail(self, tenant_id: str, types: tuple[str, ...]) -> AsyncIterator[CloudEvent]:
-        """Core NATS subscription (no JetStream state): what is published from now on."""
+        """Subscribe now (core NATS, no JetStream state), then: what is published from here on.
+
+        The subscription exists when this returns, so a caller that publishes
+        next cannot miss its own event; ``aclose()`` on the result unsubscribes.
+        """
         if self._nc is None or not self._nc.is_connected:
             raise BusUnavailable()
         queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=1000)
@@ -272,17 +301,14 @@ class NatsBus:
 
         subjects = [f"apprun.{tenant_id}.{t}" for t in types] or [f"apprun.{tenant_id}.>"]
         subs = [await self._nc.subscribe(s, cb=on_msg) for s in subjects]
+        tail = _Tail(queue, subs)
         try:
-            while True:
-                msg = await queue.get()
-                if msg.subject.endswith(".deadletter"):
-                    continue
-                with contextlib.suppress(ValueError, TypeError):
-                    yield decode(msg.data)
-        finally:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            # A round trip: the server has the subscriptions, whichever process publishes next.
+            await self._nc.flush(timeout=max(1, int(self.publish_timeout)))
+        except (TimeoutError, nats.errors.Error) as exc:
+            await tail.aclose()
+            raise BusUnavailable() from exc
+        return tail
 
     async def check(self) -> str:
         js = self._context()

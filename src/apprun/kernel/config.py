@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     events_relay_batch: int = Field(500, ge=1, le=10_000)
     events_ack_wait: float = Field(30.0, gt=0, description="seconds a handler may take before redelivery")
     events_max_deliver: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
+    #: Bounded, so a setting cannot let a stream outlive its session by long.
+    events_stream_recheck_seconds: float = Field(
+        15.0, gt=0, le=300, description="seconds between a live event stream's checks of its session"
+    )
     webhook_timeout: float = Field(10.0, gt=0)
     webhook_retry_period: int = Field(86400, ge=1, description="seconds a delivery is retried before it is abandoned")
     webhook_backoff_base: float = Field(10.0, gt=0, description="first retry delay, doubling after")
