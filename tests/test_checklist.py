@@ -77,3 +77,21 @@ def test_items_of_modules_yet_to_come_are_not_claimed_before_they_exist() -> Non
     found = marked_items()
     early = {item: found[item] for item in NOT_YET if item in found}
     assert not early, f"tests claim items listed as not yet built; remove them from NOT_YET: {early}"
+
+
+def test_docs_security_lists_the_tests_of_each_item() -> None:
+    """docs/security.md's table names, for each item, exactly the test files that mark it."""
+    table: dict[int, set[str]] = {}
+    doc = TESTS.parent / "docs" / "security.md"
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            table[int(cells[0])] = {c.strip("` ").removeprefix("tests/") for c in cells[2].split(",") if "tests/" in c}
+    found = {item: {name.split("::")[0] for name in names} for item, names in marked_items().items()}
+    stale = {
+        item: {"doc": sorted(table.get(item, set())), "marks": sorted(files)}
+        for item, files in found.items()
+        if table.get(item, set()) != files
+    }
+    assert not stale, f"docs/security.md disagrees with the markers: {stale}"
+    assert sorted(table) == list(ITEMS), "docs/security.md lists every item, 1 to 37"
