@@ -211,6 +211,39 @@ async def test_a_nested_postgres_checkout_is_refused_in_strict_mode_and_logged_o
         await lenient.close()
 
 
+async def test_a_postgres_deadlock_victim_is_told_to_retry_not_a_500(make_settings: Any, pg_databases: Any) -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL aborts one (40P01).
+
+    The victim did nothing wrong and may simply retry, as with SQLite's busy
+    writer: 503 ``db.busy`` with ``Retry-After``, never an internal error.
+    """
+    database = create_database(make_settings(database_url=await pg_databases.create()))
+    await database.open()
+    try:
+        async with database.transaction() as conn:
+            await conn.execute("CREATE TABLE pair (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+            await conn.execute("INSERT INTO pair VALUES (1, 0), (2, 0)")
+        first_locked, second_locked = asyncio.Event(), asyncio.Event()
+
+        async def lock(mine: int, other: int, locked: asyncio.Event, wait_for: asyncio.Event) -> None:
+            async with database.transaction() as conn:
+                await conn.execute("UPDATE pair SET n = n + 1 WHERE id = $1", mine)
+                locked.set()
+                await wait_for.wait()
+                await conn.execute("UPDATE pair SET n = n + 1 WHERE id = $1", other)
+
+        results = await asyncio.gather(
+            lock(1, 2, first_locked, second_locked), lock(2, 1, second_locked, first_locked), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert len(failures) == 1, results
+        assert isinstance(failures[0], DatabaseUnavailable), repr(failures[0])
+        assert failures[0].code == "db.busy"
+        assert failures[0].headers == {"Retry-After": "1"}
+    finally:
+        await database.close()
+
+
 async def test_a_released_postgres_connection_keeps_nothing_of_its_last_use(
     make_settings: Any, pg_databases: Any
 ) -> None:

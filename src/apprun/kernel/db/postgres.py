@@ -91,6 +91,10 @@ def translate_pg_error(exc: BaseException) -> Exception | None:
         return InvalidValue(details={"reason": str(exc).split("\n", 1)[0][:300]})
     if isinstance(exc, pgerr.QueryCanceledError):
         return StatementTimeout()
+    if isinstance(exc, pgerr.TransactionRollbackError):
+        # A deadlock victim or a serialization failure (40xxx): the transaction did nothing
+        # wrong and may simply be retried, as SQLite's busy writer (503 db.busy, Retry-After).
+        return DatabaseUnavailable(code="db.busy")
     if isinstance(exc, _UNAVAILABLE):
         return DatabaseUnavailable()
     if isinstance(exc, pgerr.InterfaceError) and "closed" in str(exc):
