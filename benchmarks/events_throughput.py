@@ -38,7 +38,7 @@ import uuid
 import asyncpg
 
 from apprun.events import emit, make_event
-from apprun.kernel.config import Settings
+from apprun.modules import Settings
 from apprun.testing.engines import NatsServer
 from benchmarks.harness.inprocess import Subscriber, raw_publish
 from benchmarks.harness.run import machine

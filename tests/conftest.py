@@ -28,8 +28,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
+from apprun.modules import Settings
 from apprun.testing.engines import postgres_admin_dsn, redis_address
 
 #: A teardown this slow is a shutdown that hung (apprun bounds each stop step by STOP_TIMEOUT).

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.db.port import Connection
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
+from apprun.modules import Settings
 from apprun.rbac.service import POLICY_VERSION, Rbac
 from benchmarks.harness.pocketbase import record
 

@@ -1,15 +1,17 @@
-"""Builds the ASGI application. The only place that knows every module.
+"""Builds the ASGI application from the module list (apprun/modules.py).
 
 `create_app(settings)` returns a Litestar application wrapped by the kernel
-middleware. `asgi()` is the factory granian calls in each worker: it reads the
-settings from the environment.
+middleware: the kernel's routes plus every enabled module's routes,
+middleware and dependencies, its start and stop on the runtime. `asgi()` is
+the factory granian calls in each worker: it reads the settings from the
+environment.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
@@ -19,23 +21,20 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from apprun import __version__
-from apprun.auth.module import build_auth
 from apprun.data.hooks import Hooks
-from apprun.data.module import build_data
-from apprun.events.module import build_events
+from apprun.events.module import Subscriptions
 from apprun.events.subscriptions import Registry
-from apprun.kernel.config import ConfigError, Settings, load_settings
+from apprun.kernel.config import ConfigError
 from apprun.kernel.docs_page import DocsPage
 from apprun.kernel.http_errors import exception_handlers, json_request_class
 from apprun.kernel.i18n import translator
 from apprun.kernel.logging import configure_logging
 from apprun.kernel.middleware import KernelMiddleware
+from apprun.kernel.module import Wiring
+from apprun.kernel.modules import Assembly, assemble
 from apprun.kernel.routes import kernel_routes
 from apprun.kernel.runtime import Runtime
-from apprun.rbac.api import RbacController
-from apprun.rbac.service import Rbac
-from apprun.tenancy.api import TenantsController
-from apprun.tenancy.service import Tenancy
+from apprun.modules import MODULES, Settings, load_settings
 
 __all__ = ["asgi", "create_app"]
 
@@ -60,23 +59,15 @@ def create_app(
         # The application's own messages (error codes its hooks raise), process-wide like apprun's.
         translator().merge(settings.apprun_locales_dir)
     runtime = Runtime(settings)
-
-    # Modules, lowest layer first: rbac <- events <- tenancy <- auth.
-    rbac = Rbac(runtime.db)
-    events = build_events(runtime, rbac, list(subscribers))
-    tenancy = Tenancy(runtime.db, rbac)
-    rbac.add_source(tenancy)
-    auth = build_auth(runtime, tenancy, rbac)
-    data = build_data(runtime, rbac, hooks)
-    # Events sit below data and auth: a record's event reaches a reader only if the data API
-    # would show it the row, and a live stream ends with the session that opened it.
-    events.wire(visibility=data.visibility, sessions=auth.authenticator)
-    runtime.on_start(events.start)
-    runtime.on_start(auth.start)
-    runtime.on_start(data.start)
-    runtime.on_stop(data.stop)
-    runtime.on_stop(events.stop)
-    runtime.on_stop(auth.stop)
+    wiring = Wiring()
+    if hooks is not None:
+        wiring.provide(hooks)
+    modules = assemble(MODULES, runtime, wiring)
+    # The application's event handlers; none run when the events module is switched off.
+    subscriptions = modules.wiring.find(Subscriptions)
+    if subscriptions is not None:
+        for registry in subscribers:
+            subscriptions.add(registry)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -86,19 +77,37 @@ def create_app(
         finally:
             await runtime.stop()
 
+    app = _litestar(settings, modules, [lifespan], extra_routes)
+    app.state.runtime = runtime
+    for name, service in modules.state().items():
+        setattr(app.state, name, service)
+    # Outermost layer (inside Litestar's entry point, outside its router and
+    # exception handling), so 404s and framework errors are counted and logged.
+    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)
+    return app
+
+
+def _litestar(
+    settings: Settings,
+    modules: Assembly,
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]],
+    extra_routes: Sequence[ControllerRouterHandler],
+) -> Litestar:
+    """The Litestar application: the kernel's routes, the modules' routes, middleware and dependencies."""
     cors = CORSConfig(allow_origins=settings.http_cors_origins) if settings.http_cors_origins else None
-    app = Litestar(
+    return Litestar(
         route_handlers=[
-            *kernel_routes(metrics_enabled=settings.metrics_enabled),
-            *auth.routes(),
-            *events.routes(),
-            *data.routes(),
-            TenantsController,
-            RbacController,
+            *kernel_routes(
+                metrics_enabled=settings.metrics_enabled,
+                modules=modules.names,
+                openapi_extenders=modules.openapi_extenders(),
+            ),
+            *modules.routes(),
             *extra_routes,
         ],
-        middleware=[auth.middleware()],
-        lifespan=[lifespan],
+        middleware=modules.middleware(),
+        dependencies=modules.dependencies(),
+        lifespan=lifespan,
         exception_handlers=exception_handlers(),
         request_class=json_request_class(settings.http_max_json_depth),
         request_max_body_size=settings.http_max_body_bytes,
@@ -114,16 +123,6 @@ def create_app(
         logging_config=None,
         debug=False,
     )
-    app.state.runtime = runtime
-    app.state.rbac = rbac
-    app.state.tenancy = tenancy
-    for name, service in (auth.state() | events.state() | data.state()).items():
-        setattr(app.state, name, service)
-    app.state.openapi_extenders = [data.openapi]
-    # Outermost layer (inside Litestar's entry point, outside its router and
-    # exception handling), so 404s and framework errors are counted and logged.
-    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)
-    return app
 
 
 def asgi() -> Any:

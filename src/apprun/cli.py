@@ -2,15 +2,20 @@
 
 ``serve`` runs the service under granian, ``migrate`` brings the schema to
 the version this build needs, ``config show`` prints the effective
-configuration with secrets masked, ``doctor`` checks each configured
-dependency, ``version`` prints the version. Heavy modules are imported inside
-the commands: ``serve`` must set up the metrics directory before anything
-imports prometheus_client.
+configuration by section with secrets masked, ``doctor`` checks each
+configured dependency, ``version`` prints the version. Each enabled module
+adds its own command groups (``admin``, ``collections`` …: its `Module.cli`).
+
+Heavy modules are imported inside the commands, and the modules' groups are
+loaded only when one is asked for (or for ``--help``): ``serve`` must set up
+the metrics directory before anything imports prometheus_client, and every
+module does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import json
@@ -18,47 +23,97 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from apprun import __version__
-from apprun.kernel.config import ConfigError, Settings, load_settings, masked_settings
+from apprun.kernel.commands import CommandContext, console, err_console, fail, preflight
+from apprun.kernel.config import ConfigError, KernelSettings, load, masked_sections
+
+if TYPE_CHECKING:
+    from apprun.kernel.module import Module
+    from apprun.modules import Settings
 
 __all__ = ["app", "main"]
+
+
+class _WithModuleCommands(TyperGroup):
+    """apprun's own commands, then the enabled modules' groups, loaded on demand."""
+
+    # Any: typer vendors click and names its Context and Command types only in a private module.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *_module_groups()]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return super().get_command(ctx, cmd_name) or _module_groups().get(cmd_name)
+
+
+@functools.cache
+def _module_groups() -> dict[str, TyperGroup]:
+    """The command groups of the modules ``APPRUN_MODULES`` enables (of all, if the settings are unusable:
+    the command itself then says what is wrong with them)."""
+    from apprun.kernel.modules import enabled_modules
+    from apprun.modules import MODULES, load_settings
+
+    try:
+        modules = enabled_modules(MODULES, load_settings())
+    except ConfigError:
+        modules = MODULES
+    groups: dict[str, TyperGroup] = {}
+    for module in modules:
+        for name, typer_app in module.cli().items():
+            group = typer.main.get_group(typer_app)
+            group.name = name
+            groups[name] = group
+    return groups
+
 
 app = typer.Typer(
     name="apprun",
     help="apprun: a self-hostable Backend-as-a-Service.",
+    cls=_WithModuleCommands,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-admin_app = typer.Typer(help="Platform administration.", no_args_is_help=True)
-app.add_typer(admin_app, name="admin")
-collections_app = typer.Typer(help="Define the data API's collections.", no_args_is_help=True)
-app.add_typer(collections_app, name="collections")
-
-console = Console()
-err_console = Console(stderr=True)
 
 
-def _fail(message: str, hint: str | None = None, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
-    if hint:
-        err_console.print(f"[yellow]hint:[/] {hint}")
-    raise typer.Exit(code)
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    # How the modules' commands get the settings (kernel/commands.py).
+    ctx.obj = CommandContext(load_settings=_settings, load_modules=_modules)
+
+
+def _modules() -> tuple[type[Module], ...]:
+    from apprun.modules import MODULES
+
+    return MODULES
 
 
 def _settings(**overrides: Any) -> Settings:
+    """Every section, validated, with the module selection checked (imports the modules)."""
+    from apprun.kernel.modules import enabled_modules
+    from apprun.modules import MODULES, load_settings
+
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        enabled_modules(MODULES, settings)
     except ConfigError as exc:
-        _fail(str(exc), "settings come from environment variables or ./.env; see docs/configuration.md")
+        fail(str(exc), "settings come from environment variables or ./.env; see docs/configuration.md")
+    return settings
+
+
+def _kernel_settings() -> KernelSettings:
+    """The kernel's settings only: read without importing any module."""
+    try:
+        return load(KernelSettings)
+    except ConfigError as exc:
+        fail(str(exc), "settings come from environment variables or ./.env; see docs/configuration.md")
 
 
 @app.command()
@@ -82,15 +137,18 @@ def serve(
     for name, value in (("HTTP_HOST", host), ("HTTP_PORT", port), ("HTTP_WORKERS", workers)):
         if value is not None:
             os.environ[name] = str(value)
-    settings = _settings()
-    if reload and not settings.is_dev:
-        _fail("--reload is for development", "unset APPRUN_ENV=prod or drop --reload")
-    n_workers = 1 if reload else settings.workers
-    metrics_dir = settings.data_dir / "run" / f"metrics-{os.getpid()}"
-    if n_workers > 1 and settings.metrics_enabled:
+    kernel = _kernel_settings()
+    if reload and not kernel.is_dev:
+        fail("--reload is for development", "unset APPRUN_ENV=prod or drop --reload")
+    n_workers = 1 if reload else kernel.workers
+    metrics_dir = kernel.data_dir / "run" / f"metrics-{os.getpid()}"
+    if n_workers > 1 and kernel.metrics_enabled:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Every section, validated: imports the modules, and with them prometheus_client, which
+    # reads PROMETHEUS_MULTIPROC_DIR once, when it is first imported.
+    settings = _settings()
 
     from granian import Granian
     from granian.constants import Interfaces
@@ -98,7 +156,7 @@ def serve(
     from apprun.kernel.logging import configure_logging, logging_dict_config
 
     configure_logging(settings.log_level, settings.log_format)
-    _preflight(settings)
+    preflight(settings)
     # The banner goes to stderr: stdout carries only JSON log lines.
     err_console.print(
         f"[bold]apprun {__version__}[/] on http://{settings.http_host}:{settings.http_port} "
@@ -131,18 +189,7 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _preflight(settings: Settings) -> None:
-    """Wait for the database and migrate/check the schema once, before the workers start."""
-    from apprun.kernel.runtime import BootError, preflight
-
-    try:
-        with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
-            asyncio.run(preflight(settings))
-    except BootError as exc:
-        _fail(str(exc))
-
-
-def _run_migrations(settings: Settings) -> None:
+def _run_migrations(settings: KernelSettings) -> None:
     from apprun.kernel.db.migrate import upgrade
 
     db = settings.database
@@ -150,7 +197,7 @@ def _run_migrations(settings: Settings) -> None:
         with console.status(f"migrating {db.describe()} …", spinner="dots"):
             state = asyncio.run(upgrade(db))
     except Exception as exc:  # noqa: BLE001 - turned into a message that says what to do
-        _fail(
+        fail(
             f"migration of {db.describe()} failed: {type(exc).__name__}: {exc}",
             "check that the database is running and reachable (`apprun doctor`)",
         )
@@ -169,7 +216,7 @@ def migrate(
         try:
             state = asyncio.run(migration_state(settings.database))
         except Exception as exc:  # noqa: BLE001
-            _fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}", "run `apprun doctor`")
+            fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}", "run `apprun doctor`")
         mark = "[green]up to date[/]" if state.up_to_date else "[yellow]needs `apprun migrate`[/]"
         console.print(f"current {state.current or '(empty)'}, needed {state.head}: {mark}")
         if not state.up_to_date:
@@ -180,102 +227,37 @@ def migrate(
 
 @config_app.command("show")
 def config_show(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (one flat object) instead of tables")] = False,
 ) -> None:
-    """Print the effective configuration, secrets masked."""
-    values = masked_settings(_settings())
+    """Print the effective configuration by section (the kernel's, then each module's), secrets masked."""
+    from apprun.modules import sections
+
+    groups = masked_sections(_settings(), sections())
     if as_json:
-        console.print_json(json.dumps(values))
+        console.print_json(json.dumps({key: value for group in groups.values() for key, value in group.items()}))
         return
-    table = Table(title="apprun configuration", show_lines=False)
-    table.add_column("setting", style="bold")
-    table.add_column("value")
-    for key, value in values.items():
-        table.add_row(key, value)
-    console.print(table)
-
-
-@admin_app.command("create")
-def admin_create(
-    email: Annotated[str, typer.Argument(help="the admin's email address")],
-    password: Annotated[
-        str | None, typer.Option(help="the password (else APPRUN_ADMIN_PASSWORD, else a prompt)")
-    ] = None,
-) -> None:
-    """Create a platform admin (or make an existing user one). There is no default password."""
-    settings = _settings()
-    secret = password or os.environ.get("APPRUN_ADMIN_PASSWORD")
-    if not secret:
-        if not sys.stdin.isatty():
-            _fail("no password given", "pass --password, set APPRUN_ADMIN_PASSWORD, or run in a terminal to be asked")
-        secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    _preflight(settings)
-    from apprun.auth.module import create_platform_admin
-    from apprun.kernel.errors import ApiError
-
-    try:
-        user_id, created = asyncio.run(create_platform_admin(settings, email, secret))
-    except ApiError as exc:
-        from apprun.kernel.i18n import translator
-
-        detail = f" ({exc.details})" if exc.details else ""
-        _fail(translator().gettext(exc.code, "en", exc.params) + detail)
-    verb = "created" if created else "promoted to platform admin"
-    console.print(f"[green]{email} {verb}[/] (user id {user_id})")
-
-
-@collections_app.command("apply")
-def collections_apply(
-    file: Annotated[Path, typer.Argument(help="a YAML or JSON file: one definition, a list, or {collections: [...]}")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the steps and the SQL; change nothing")] = False,
-    allow_destructive: Annotated[
-        bool, typer.Option("--allow-destructive", help="allow steps that delete data (dropping a field)")
-    ] = False,
-) -> None:
-    """Create or change collections to match a file (idempotent: applying it twice changes nothing)."""
-    if not file.is_file():
-        _fail(f"{file} does not exist", "give the path of a YAML file with collection definitions")
-    settings = _settings()
-    _preflight(settings)
-    from apprun.data.catalog import ApplyResult
-    from apprun.data.model import CollectionDef
-    from apprun.data.schema_file import apply_file
-    from apprun.kernel.errors import ApiError
-    from apprun.kernel.i18n import translator
-
-    def report(collection: CollectionDef, result: ApplyResult) -> None:
-        label = {"create": "created", "alter": "changed", "unchanged": "unchanged", "drop": "dropped"}
-        if dry_run:
-            console.print(f"[bold]{collection.name}[/]: would {result.operation}")
-            for step in result.changes:
-                console.print(f"  - {step['step']}{' [red](destructive)[/]' if step['destructive'] else ''}")
-            if result.sql:
-                typer.echo(result.sql)
-            return
-        version = f" (version {result.version})" if result.version else ""
-        console.print(f"[green]{collection.name}[/]: {label.get(result.operation, result.operation)}{version}")
-        for step in result.changes:
-            console.print(f"  - {step['step']}")
-
-    try:
-        with console.status(f"applying {file} …", spinner="dots"):
-            asyncio.run(
-                apply_file(settings, file, dry_run=dry_run, allow_destructive=allow_destructive, progress=report)
-            )
-    except ApiError as exc:
-        detail = f"\n{json.dumps(exc.details, indent=2, ensure_ascii=False)}" if exc.details else ""
-        hint = translator().gettext(exc.hint, "en", exc.params) if exc.hint else None
-        _fail(translator().gettext(exc.code, "en", exc.params) + detail, hint)
+    for section_name, values in groups.items():
+        if not values:
+            continue
+        table = Table(title=f"apprun configuration: {section_name}", show_lines=False, title_justify="left")
+        table.add_column("setting", style="bold")
+        table.add_column("value")
+        for key, value in values.items():
+            table.add_row(key, value)
+        console.print(table)
 
 
 @app.command()
 def doctor() -> None:
     """Check every configured dependency and say what to do about each one that is down."""
     from apprun.kernel.doctor import run_checks
+    from apprun.kernel.modules import enabled_modules
+    from apprun.modules import MODULES
 
     settings = _settings()
+    checks = [check for module in enabled_modules(MODULES, settings) for check in module.doctor_checks(settings)]
     with console.status("checking dependencies …", spinner="dots"):
-        results = asyncio.run(run_checks(settings))
+        results = asyncio.run(run_checks(settings, checks))
     table = Table(title="apprun doctor")
     table.add_column("dependency", style="bold")
     table.add_column("status")

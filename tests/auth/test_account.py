@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from apprun.auth.account import use_one_time_token
-from apprun.kernel.config import Settings
 from apprun.kernel.errors import ApiError
+from apprun.modules import Settings
 from tests.support import smtp
 from tests.support.accounts import PASSWORD, bearer, login, register, unique_email
 from tests.support.smtp import MailApp, MailSink, Received, answer_of, mail_app, smtp_settings, wait_until

@@ -31,8 +31,8 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.auth.bridges import OidcVerifier
-from apprun.kernel.config import Settings
 from apprun.kernel.errors import Unauthorized
+from apprun.modules import Settings
 from apprun.testing.engines import free_port
 from tests.support.accounts import PASSWORD, bearer, register, unique_email
 from tests.support.fake_idp import FakeKratos, FakeOidcProvider, SigningKey, ed25519_key, kratos_session, rsa_key

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database
+from apprun.modules import Settings
 from tests.data.conftest import make_admin
 from tests.support.accounts import bearer, register, unique_email
 from tests.support.fake_idp import FakeKratos, FakeOidcProvider, kratos_session, rsa_key

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from apprun.auth.mailer import MailDelivery
-from apprun.kernel.config import ConfigError, Settings, load_settings
+from apprun.kernel.config import ConfigError
+from apprun.modules import Settings, load_settings
 from tests.support import smtp
 from tests.support.accounts import PASSWORD, bearer, register, unique_email
 from tests.support.smtp import MailApp, MailSink, answer_of, mail_app, smtp_settings, wait_until

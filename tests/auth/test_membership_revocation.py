@@ -21,9 +21,9 @@ import pytest
 from apprun.auth.api_keys import ApiKeys
 from apprun.auth.authn import Authenticator
 from apprun.auth.tokens import TokenKeys
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database
+from apprun.modules import Settings
 from apprun.rbac.service import Rbac
 from tests.data.conftest import define, make_admin
 from tests.support.accounts import bearer, join, login, register

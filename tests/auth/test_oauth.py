@@ -22,7 +22,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.config import Settings
+from apprun.modules import Settings
 from tests.support.accounts import bearer, register
 from tests.support.fake_idp import FakeOidcProvider, rsa_key
 from tests.support.sql import execute, rows

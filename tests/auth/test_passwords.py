@@ -17,7 +17,7 @@ from argon2.exceptions import VerifyMismatchError
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.config import Settings
+from apprun.modules import Settings
 from tests.support.accounts import register, unique_email
 
 WRONG = "not the password at all"

@@ -18,9 +18,9 @@ import pytest
 from apprun.auth.api_keys import ApiKeys
 from apprun.auth.authn import TOKEN_EXP, Authenticator
 from apprun.auth.tokens import TokenKeys
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database
+from apprun.modules import Settings
 from apprun.rbac.service import Rbac
 from tests.support.accounts import bearer, join, register
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import create_database
+from apprun.modules import Settings
 from tests.support import smtp
 from tests.support.accounts import PASSWORD, register, unique_email
 from tests.support.live import LiveServer

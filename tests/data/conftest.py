@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import create_database
+from apprun.modules import Settings
 from tests.support.accounts import bearer, login, register, unique_email
 
 ADMIN_PASSWORD = "admin passphrase for data tests"

@@ -10,8 +10,9 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
-from apprun.kernel.config import ConfigError, load_settings
+from apprun.kernel.config import ConfigError
 from apprun.kernel.errors import ApiError
+from apprun.modules import load_settings
 from tests.data.conftest import define, make_admin_on
 from tests.support.accounts import bearer, register
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from apprun.data.catalog import Catalog
+from apprun.data.schema.catalog import Catalog
 from apprun.kernel.db import create_database
 from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.runtime import BootError

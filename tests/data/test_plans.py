@@ -26,7 +26,7 @@ async def test_a_cached_plan_binds_each_callers_tenant_and_owner(
         r = await client.post("/data/notes", json=rows, headers=bearer(user))
         assert r.status_code == 201, r.text
 
-    plans = app.state.data._plans
+    plans = app.state.data.reads.plans
     query = "/data/notes?select=title&rank=gte.1&order=rank.desc"
     before = (plans.hits, plans.misses)
     for _ in range(2):

@@ -1,4 +1,4 @@
-"""PostgREST's URL query grammar → `apprun.data.query_ast`, as tables.
+"""PostgREST's URL query grammar → `apprun.data.query.ast`, as tables.
 
 Rows marked ``# docs: <page>`` are the examples of docs.postgrest.org
 (references/api/<page>); rows marked ``# QueryParams.hs`` are the doctests of
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 
-from apprun.data.query_ast import (
+from apprun.data.query.ast import (
     AGGREGATES,
     CASTS,
     FILTER_OPS,
@@ -32,7 +32,7 @@ from apprun.data.query_ast import (
     SelectItem,
     Star,
 )
-from apprun.data.query_grammar import (
+from apprun.data.query.grammar import (
     MAX_FILTERS,
     MAX_PARAMS,
     MAX_VALUE_LENGTH,

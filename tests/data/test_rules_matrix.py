@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from apprun.data.validation import canonical_datetime
+from apprun.data.schema.validation import canonical_datetime
 from apprun.kernel.db import Database
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
@@ -394,7 +394,10 @@ async def test_the_tenant_header_names_a_tenant_for_anonymous_readers_only(clien
     table = [
         read("anonymous, tenant B", {"X-Tenant-Id": tenant_b}, titles(*B)),
         read("anonymous, a tenant no one has", {"X-Tenant-Id": new_id()}, []),
+        read("anonymous, tenant B in capitals", {"X-Tenant-Id": f" {tenant_b.upper()} "}, titles(*B)),
         read("anonymous, not an id", {"X-Tenant-Id": "x' OR 1=1"}, {"code": "data.invalid_tenant_header"}, 400),
+        # The header is read for every request but refused only where a rule would use it.
+        read("bob naming no id at all", {**world.headers["member"], "X-Tenant-Id": "x' OR 1=1"}, titles(*A)),
         read("carol naming tenant A", {**world.headers["other_tenant"], "X-Tenant-Id": tenant_a}, titles(*B)),
         read("bob naming tenant B", {**world.headers["member"], "X-Tenant-Id": tenant_b}, titles(*A)),
         read("the service key naming tenant B", {**world.headers["service"], "X-Tenant-Id": tenant_b}, titles(*A)),
@@ -403,6 +406,14 @@ async def test_the_tenant_header_names_a_tenant_for_anonymous_readers_only(clien
             "PATCH",
             f"/data/t_authenticated/{b_row}",
             {"X-Tenant-Id": tenant_b},
+            json_body={"title": "x"},
+            status=401,
+        ),
+        Scenario(
+            "anonymous naming no id, writing B's row of an authenticated collection",
+            "PATCH",
+            f"/data/t_authenticated/{b_row}",
+            {"X-Tenant-Id": "not-a-tenant"},
             json_body={"title": "x"},
             status=401,
         ),

@@ -26,12 +26,12 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.data.hooks import Hooks
-from apprun.data.validation import canonical_datetime
-from apprun.kernel.config import Settings
+from apprun.data.schema.validation import canonical_datetime
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.errors import BadRequest
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
+from apprun.modules import Settings
 from tests.data.conftest import define, make_admin
 from tests.support.accounts import bearer, join, register
 from tests.support.scenarios import Scenario, run

@@ -29,9 +29,9 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.ids import new_id
+from apprun.modules import Settings
 from tests.data.conftest import define, make_admin_on
 from tests.support.accounts import bearer, register
 from tests.support.live import LiveServer

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
-from apprun.kernel.config import Settings
+from apprun.modules import Settings
 from tests.data.conftest import define, make_admin_on
 from tests.support.accounts import bearer, register
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from apprun.data import validation, validation_checks
-from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
-from apprun.data.validation import (
+from apprun.data.schema import validation, validation_checks
+from apprun.data.schema.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
+from apprun.data.schema.validation import (
     BODY_KEY,
     INT64_MAX,
     INT64_MIN,

@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
-from apprun.kernel.config import Settings
 from apprun.kernel.errors import BadRequest
+from apprun.modules import Settings
 from tests.data.conftest import define, make_admin, make_admin_on
 from tests.support.accounts import bearer, register
 

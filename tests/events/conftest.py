@@ -14,9 +14,9 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.events.nats_bus import STREAM, durable_name
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.migrate import upgrade
+from apprun.modules import Settings
 from apprun.testing.engines import NatsServer
 from tests.support.test_app import TEST_ROUTES, TEST_SUBSCRIBERS
 

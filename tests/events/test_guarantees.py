@@ -20,7 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.config import Settings
+from apprun.modules import Settings
 from apprun.testing.engines import NatsServer
 from tests.events.conftest import consumer_state, eventually, prepare, settled, unpublished
 from tests.support.accounts import PASSWORD, bearer, register

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 import pytest
 
-from apprun.data.model import CollectionDef
-from apprun.data.validation import canonical_datetime
+from apprun.data.schema.model import CollectionDef
+from apprun.data.schema.validation import canonical_datetime
 from apprun.data.visibility import RecordVisibility
 from apprun.events.envelope import CloudEvent, make_event
 from apprun.kernel.context import RequestContext

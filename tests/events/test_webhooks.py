@@ -26,9 +26,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.times import to_datetime
+from apprun.modules import Settings
 from tests.support.accounts import bearer, join, register
 from tests.support.scenarios import Scenario, run
 from tests.support.webhook_receiver import Hang, WebhookReceiver, verify

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from apprun.kernel.config import ConfigError, Settings, load_settings, masked_settings
+from apprun.kernel.config import ConfigError, masked_settings
+from apprun.modules import Settings, load_settings
 
 
 def test_embedded_defaults_use_sqlite_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,7 +18,6 @@ def test_embedded_defaults_use_sqlite_in_the_data_dir(tmp_path: Path, monkeypatc
     assert s.apprun_env == "dev"
     assert s.http_port == 8080
     assert s.pubsub_backend == "memory"
-    assert s.storage_backend == "local"
     db = s.database
     assert db.dialect == "sqlite"
     assert db.path == tmp_path / "apprun_data" / "apprun.db"
@@ -129,12 +129,12 @@ def test_masked_settings_hide_every_secret() -> None:
         _env_file=None,
         jwt_secret="super-secret-value-that-is-long-enough!!",
         database_url="postgresql://app:hunter2@db/x",
-        s3_secret_key="s3-secret",
+        smtp_password="smtp-secret",
         db_password="pw-secret",
     )
     shown = masked_settings(s)
     text = "\n".join(f"{k}={v}" for k, v in shown.items())
-    for secret in ("super-secret-value", "hunter2", "s3-secret", "pw-secret"):
+    for secret in ("super-secret-value", "hunter2", "smtp-secret", "pw-secret"):
         assert secret not in text
     assert shown["DATABASE_URL"] == "postgresql://app:********@db/x"
     assert shown["JWT_SECRET"] == "********"

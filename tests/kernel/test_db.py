@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.postgres import NestedCheckout
 from apprun.kernel.db.sqlite import to_sqlite_params
 from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout
+from apprun.modules import Settings
 
 
 @pytest.fixture

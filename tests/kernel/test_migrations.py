@@ -10,9 +10,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db.migrate import VERSION_TABLE, head_revision, migration_state, upgrade
 from apprun.kernel.db.schema import metadata
+from apprun.modules import Settings
 
 
 async def test_upgrade_reaches_head_and_is_idempotent(settings: Settings) -> None:

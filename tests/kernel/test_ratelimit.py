@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.ratelimit import DatabaseRateLimiter, Limit
+from apprun.modules import Settings
 
 T0 = 1_800_000_000.0
 

@@ -33,8 +33,8 @@ from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
 from apprun.auth.mailer import MailDelivery
-from apprun.kernel.config import Settings
 from apprun.kernel.db import Database
+from apprun.modules import Settings
 from apprun.testing.engines import free_port
 
 __all__ = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from apprun.kernel.config import Settings
 from apprun.kernel.db import create_database
+from apprun.modules import Settings
 
 __all__ = ["execute", "rows"]
 

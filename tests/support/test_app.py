@@ -17,8 +17,8 @@ from litestar.params import FromQuery, JSONBody
 from apprun.app import create_app
 from apprun.events import CloudEvent, HandlerContext
 from apprun.events.subscriptions import Registry
-from apprun.kernel.config import load_settings
 from apprun.kernel.logging import get_logger
+from apprun.modules import load_settings
 
 __all__ = ["TEST_ROUTES", "asgi"]
 

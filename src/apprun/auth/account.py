@@ -18,8 +18,8 @@ from apprun.auth.mailer import MailDelivery
 from apprun.auth.opaque import hash_token, new_token
 from apprun.auth.passwords import PasswordPolicy, Passwords
 from apprun.auth.sessions import Sessions
+from apprun.auth.settings import AuthSettings
 from apprun.auth.users import dump_data, normalize_email, user_by_email, user_by_id, user_view
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import BadRequest, Unauthorized
@@ -98,7 +98,7 @@ async def void_recover_tokens(conn: Connection, user_id: str) -> None:
 class Account:
     def __init__(
         self,
-        settings: Settings,
+        settings: AuthSettings,
         db: Database,
         *,
         passwords: Passwords,

@@ -27,7 +27,7 @@ are counted like known ones, so a 429 says nothing about who is registered.
 from __future__ import annotations
 
 from apprun.auth.opaque import hash_token
-from apprun.kernel.config import Settings
+from apprun.auth.settings import AuthSettings
 from apprun.kernel.errors import TooManyRequests
 from apprun.kernel.ratelimit import Limit, RateLimiter, Verdict
 
@@ -41,7 +41,7 @@ class SignInLimits:
         self.per_account = per_account
 
     @classmethod
-    def from_settings(cls, settings: Settings, limiter: RateLimiter) -> SignInLimits:
+    def from_settings(cls, settings: AuthSettings, limiter: RateLimiter) -> SignInLimits:
         return cls(
             limiter,
             per_client=Limit.parse(settings.auth_rate_limit_account),

@@ -39,7 +39,7 @@ from typing import Any
 
 import aiosmtplib
 
-from apprun.kernel.config import Settings
+from apprun.auth.settings import AuthSettings
 from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import ServiceUnavailable
 from apprun.kernel.i18n import Translator
@@ -63,7 +63,7 @@ class _Unreachable(Exception):
 
 
 class MailDelivery:
-    def __init__(self, settings: Settings, db: Database, translator: Translator) -> None:
+    def __init__(self, settings: AuthSettings, db: Database, translator: Translator) -> None:
         self.settings = settings
         self.db = db
         self.translator = translator

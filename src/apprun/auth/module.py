@@ -1,12 +1,18 @@
-"""Builds the auth module's services from the settings, for app.py to mount."""
+"""The auth module, as the kernel sees it: users, sessions, tokens, API keys, bridges, mail.
+
+It fills three ports of the modules below it (in `wire`): API keys grant
+roles (an rbac source), tenancy lists and invites users through auth's
+`Account` (its `Directory`), and events re-checks a live stream's session
+through the `Authenticator`. Its middleware authenticates every request.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from litestar.middleware import DefineMiddleware
 
@@ -23,31 +29,117 @@ from apprun.auth.opaque import refresh_key
 from apprun.auth.passwords import Passwords
 from apprun.auth.service import Auth
 from apprun.auth.sessions import Sessions
+from apprun.auth.settings import AuthSettings
 from apprun.auth.tokens import TokenKeys
-from apprun.kernel.config import ConfigError, Settings
+from apprun.events.service import Events
+from apprun.kernel.config import ConfigError, section
+from apprun.kernel.module import HealthCheck, Module, Wiring
 from apprun.kernel.ratelimit import DatabaseRateLimiter, Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from apprun.kernel.runtime import Runtime
 from apprun.rbac.service import Rbac
 from apprun.tenancy.service import Tenancy
 
-__all__ = ["AuthModule", "build_auth"]
+if TYPE_CHECKING:
+    import typer
+    from litestar.types import ControllerRouterHandler, Middleware
+
+    from apprun.kernel.runtime import Runtime
+
+__all__ = ["AuthModule"]
 
 
-@dataclass(eq=False)
-class AuthModule:
-    auth: Auth
-    account: Account
-    admin: Admin
-    api_keys: ApiKeys
-    token_keys: TokenKeys
-    authenticator: Authenticator
-    mail: MailDelivery
-    limiter: RateLimiter
-    passwords: Passwords
-    oauth: OAuthLogins
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+class AuthModule(Module):
+    name = "auth"
+    # Events: sign-ups and account changes are written to the events outbox, which only the
+    # events module publishes and prunes.
+    requires = ("rbac", "tenancy", "events")
+    settings = AuthSettings
+    messages = "auth"
 
-    def routes(self) -> list[Any]:
+    def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
+        s = section(runtime.settings, AuthSettings)
+        db = runtime.db
+        rbac, tenancy = wiring.get(Rbac), wiring.get(Tenancy)
+        secret = s.jwt_secret_value()
+        self.token_keys = _token_keys(s, secret)
+        self.passwords = Passwords(
+            memory_kib=s.auth_argon2_memory_kib,
+            time_cost=s.auth_argon2_time_cost,
+            parallelism=s.auth_argon2_parallelism,
+        )
+        sessions = Sessions(
+            self.token_keys,
+            session_ttl=s.auth_session_ttl,
+            grace=s.auth_refresh_reuse_grace,
+            refresh_key=refresh_key(secret),
+        )
+        self.mail = MailDelivery(s, db, runtime.translator)
+        self._health: dict[str, HealthCheck] = {}
+        self.limiter = self._limiter(runtime, s)
+        self.api_keys = ApiKeys(db, rbac)
+        self.auth = Auth(
+            s,
+            db,
+            passwords=self.passwords,
+            sessions=sessions,
+            tenancy=tenancy,
+            rbac=rbac,
+            mail=self.mail,
+            limiter=self.limiter,
+        )
+        self.account = Account(
+            s,
+            db,
+            passwords=self.passwords,
+            policy=self.auth.policy,
+            sessions=sessions,
+            mail=self.mail,
+            rbac=rbac,
+            lockout=self.auth.sign_in_limits,
+        )
+        self.admin = Admin(
+            db, passwords=self.passwords, policy=self.auth.policy, sessions=sessions, tenancy=tenancy, rbac=rbac
+        )
+        mapper = IdentityMapper(db, tenancy, rbac)
+        kratos = KratosClient(s.kratos_public_url) if s.kratos_public_url else None
+        self.authenticator = Authenticator(
+            db, self.token_keys, self.api_keys, oidc=_oidc(s), kratos=kratos, mapper=mapper
+        )
+        self.oauth = OAuthLogins(
+            s, db, providers=_oauth_providers(s.auth_oauth_providers), auth=self.auth, mapper=mapper
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        for service in (self.auth, self.account, self.admin, self.api_keys, self.token_keys, self.authenticator):
+            wiring.provide(service)
+        wiring.provide(self.oauth)
+
+    def _limiter(self, runtime: Runtime, s: AuthSettings) -> RateLimiter:
+        if s.rate_limiter == "memory":  # explicit only: each worker counts alone
+            return MemoryRateLimiter()
+        if s.rate_limiter == "database":
+            limits = (s.auth_rate_limit_ip, s.auth_rate_limit_account, s.auth_rate_limit_account_global)
+            # The sweep must not delete a window that is still running: keep rows as long as the longest limit.
+            return DatabaseRateLimiter(runtime.db, retention=max(Limit.parse(text).seconds for text in limits))
+        from redis.asyncio import Redis
+
+        client = Redis(
+            host=s.redis_host or "127.0.0.1", port=s.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+
+        async def check_redis() -> str:
+            await client.ping()
+            return "ok"
+
+        # Optional: without Redis the limits fail open (logged), the service still answers.
+        self._health["redis"] = (check_redis, False)
+        # Every worker and instance of one deployment counts under the same prefix.
+        return RedisRateLimiter(client, prefix=f"{s.redis_prefix}:rl:")
+
+    def wire(self, wiring: Wiring) -> None:
+        wiring.get(Rbac).add_source(self.api_keys)
+        wiring.get(Tenancy).directory = self.account
+        wiring.get(Events).use(sessions=self.authenticator)
+
+    def routes(self) -> Sequence[ControllerRouterHandler]:
         return [
             AuthController,
             InvitationsController,
@@ -58,10 +150,10 @@ class AuthModule:
             jwks,
         ]
 
-    def middleware(self) -> DefineMiddleware:
-        return DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)
+    def middleware(self) -> Sequence[Middleware]:
+        return [DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)]
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> Mapping[str, object]:
         return {
             "auth": self.auth,
             "account": self.account,
@@ -70,6 +162,9 @@ class AuthModule:
             "token_keys": self.token_keys,
             "oauth": self.oauth,
         }
+
+    def health_checks(self) -> Mapping[str, HealthCheck]:
+        return self._health
 
     async def start(self, runtime: Runtime) -> None:
         self._tasks.append(asyncio.create_task(self.mail.run_retries(), name="apprun-mail-retries"))
@@ -85,43 +180,16 @@ class AuthModule:
         await self.limiter.close()
         self.passwords.close()
 
+    @classmethod
+    def cli(cls) -> Mapping[str, typer.Typer]:
+        from apprun.auth.cli import admin_app
 
-def _limiter(runtime: Runtime) -> RateLimiter:
-    s = runtime.settings
-    if s.rate_limiter == "memory":  # explicit only: each worker counts alone
-        return MemoryRateLimiter()
-    if s.rate_limiter == "database":
-        limits = (s.auth_rate_limit_ip, s.auth_rate_limit_account, s.auth_rate_limit_account_global)
-        # The sweep must not delete a window that is still running: keep rows as long as the longest limit.
-        return DatabaseRateLimiter(runtime.db, retention=max(Limit.parse(text).seconds for text in limits))
-    from redis.asyncio import Redis
-
-    client = Redis(host=s.redis_host or "127.0.0.1", port=s.redis_port, socket_timeout=1.0, socket_connect_timeout=1.0)
-
-    async def check_redis() -> str:
-        await client.ping()
-        return "ok"
-
-    # Optional: without Redis the limits fail open (logged), the service still answers.
-    runtime.health.register("redis", check_redis, required=False)
-    # Every worker and instance of one deployment counts under the same prefix.
-    return RedisRateLimiter(client, prefix=f"{s.redis_prefix}:rl:")
+        return {"admin": admin_app}
 
 
-def _oauth_providers(raw: str) -> list[OAuthProvider]:
+def _token_keys(s: AuthSettings, secret: str) -> TokenKeys:
     try:
-        items = json.loads(raw or "[]")
-        return [OAuthProvider(**item) for item in items]
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"AUTH_OAUTH_PROVIDERS is not a JSON list of providers: {exc}") from exc
-
-
-def build_auth(runtime: Runtime, tenancy: Tenancy, rbac: Rbac) -> AuthModule:
-    s = runtime.settings
-    db = runtime.db
-    secret = s.jwt_secret_value()
-    try:
-        token_keys = TokenKeys(
+        return TokenKeys(
             algorithm=s.auth_jwt_algorithm,
             secret=secret,
             private_key_file=s.auth_jwt_private_key_file,
@@ -132,69 +200,27 @@ def build_auth(runtime: Runtime, tenancy: Tenancy, rbac: Rbac) -> AuthModule:
         )
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from exc
-    passwords = Passwords(
-        memory_kib=s.auth_argon2_memory_kib, time_cost=s.auth_argon2_time_cost, parallelism=s.auth_argon2_parallelism
-    )
-    sessions = Sessions(
-        token_keys, session_ttl=s.auth_session_ttl, grace=s.auth_refresh_reuse_grace, refresh_key=refresh_key(secret)
-    )
-    mail = MailDelivery(s, db, runtime.translator)
-    limiter = _limiter(runtime)
-    api_keys = ApiKeys(db, rbac)
-    rbac.add_source(api_keys)
-    auth = Auth(s, db, passwords=passwords, sessions=sessions, tenancy=tenancy, rbac=rbac, mail=mail, limiter=limiter)
-    account = Account(
-        s,
-        db,
-        passwords=passwords,
-        policy=auth.policy,
-        sessions=sessions,
-        mail=mail,
-        rbac=rbac,
-        lockout=auth.sign_in_limits,
-    )
-    tenancy.directory = account
-    admin = Admin(db, passwords=passwords, policy=auth.policy, sessions=sessions, tenancy=tenancy, rbac=rbac)
-    mapper = IdentityMapper(db, tenancy, rbac)
-    oidc = None
-    if s.auth_oidc_issuer:
-        if not s.auth_oidc_jwks_url:
-            raise ConfigError("AUTH_OIDC_ISSUER needs AUTH_OIDC_JWKS_URL (the issuer's JWKS endpoint)")
-        oidc = OidcVerifier(
-            issuer=s.auth_oidc_issuer,
-            jwks_url=s.auth_oidc_jwks_url,
-            audience=s.auth_oidc_audience,
-            email_claim=s.auth_oidc_email_claim,
-            tenant_claim=s.auth_oidc_tenant_claim,
-            roles_claim=s.auth_oidc_roles_claim,
-            leeway=s.auth_jwt_leeway,
-        )
-    kratos = KratosClient(s.kratos_public_url) if s.kratos_public_url else None
-    authenticator = Authenticator(db, token_keys, api_keys, oidc=oidc, kratos=kratos, mapper=mapper)
-    oauth = OAuthLogins(s, db, providers=_oauth_providers(s.auth_oauth_providers), auth=auth, mapper=mapper)
-    return AuthModule(
-        auth=auth,
-        account=account,
-        admin=admin,
-        api_keys=api_keys,
-        token_keys=token_keys,
-        authenticator=authenticator,
-        mail=mail,
-        limiter=limiter,
-        passwords=passwords,
-        oauth=oauth,
+
+
+def _oidc(s: AuthSettings) -> OidcVerifier | None:
+    if not s.auth_oidc_issuer:
+        return None
+    if not s.auth_oidc_jwks_url:
+        raise ConfigError("AUTH_OIDC_ISSUER needs AUTH_OIDC_JWKS_URL (the issuer's JWKS endpoint)")
+    return OidcVerifier(
+        issuer=s.auth_oidc_issuer,
+        jwks_url=s.auth_oidc_jwks_url,
+        audience=s.auth_oidc_audience,
+        email_claim=s.auth_oidc_email_claim,
+        tenant_claim=s.auth_oidc_tenant_claim,
+        roles_claim=s.auth_oidc_roles_claim,
+        leeway=s.auth_jwt_leeway,
     )
 
 
-async def create_platform_admin(settings: Settings, email: str, password: str) -> tuple[str, bool]:
-    """For ``apprun admin create``: the same services as the server, for one call."""
-    runtime = Runtime(settings)
-    await runtime.db.open()
-    rbac = Rbac(runtime.db)
-    tenancy = Tenancy(runtime.db, rbac)
-    module = build_auth(runtime, tenancy, rbac)
+def _oauth_providers(raw: str) -> list[OAuthProvider]:
     try:
-        return await module.admin.create_platform_admin(email, password)
-    finally:
-        await module.stop(runtime)
-        await runtime.db.close()
+        items = json.loads(raw or "[]")
+        return [OAuthProvider(**item) for item in items]
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"AUTH_OAUTH_PROVIDERS is not a JSON list of providers: {exc}") from exc

@@ -46,7 +46,7 @@ from litestar.response import Redirect
 
 from apprun.auth.bridges import IdentityMapper, OidcVerifier
 from apprun.auth.service import Auth, Client
-from apprun.kernel.config import Settings
+from apprun.auth.settings import AuthSettings
 from apprun.kernel.db import Database
 from apprun.kernel.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from apprun.kernel.http import ctx_of, user_agent
@@ -78,7 +78,13 @@ class _Discovered:
 
 class OAuthLogins:
     def __init__(
-        self, settings: Settings, db: Database, *, providers: list[OAuthProvider], auth: Auth, mapper: IdentityMapper
+        self,
+        settings: AuthSettings,
+        db: Database,
+        *,
+        providers: list[OAuthProvider],
+        auth: Auth,
+        mapper: IdentityMapper,
     ) -> None:
         self.settings = settings
         self.db = db

@@ -91,11 +91,6 @@ class Passwords:
         unmap_large_blocks()  # each hash's 19 MiB goes back to the OS when it is done
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
-    @property
-    def parameters(self) -> str:
-        h = self._hasher
-        return f"argon2id m={h.memory_cost} KiB, t={h.time_cost}, p={h.parallelism}"
-
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._hasher.hash, password)

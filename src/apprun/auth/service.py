@@ -29,8 +29,8 @@ from apprun.auth.mailer import MailDelivery
 from apprun.auth.opaque import hash_token
 from apprun.auth.passwords import PasswordPolicy, Passwords
 from apprun.auth.sessions import Rotation, Sessions, TokenPair
+from apprun.auth.settings import AuthSettings
 from apprun.auth.users import insert_user, normalize_email, user_by_email, user_by_id, user_view
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection, Database, Row
 from apprun.kernel.errors import (
@@ -63,7 +63,7 @@ class Client:
 class Auth:
     def __init__(
         self,
-        settings: Settings,
+        settings: AuthSettings,
         db: Database,
         *,
         passwords: Passwords,

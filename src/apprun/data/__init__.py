@@ -2,11 +2,21 @@
 their online migrations, and the PostgREST-compatible API at ``/data/{collection}``.
 See docs/data.md.
 
-Layers: ``api.py`` / ``collections_api.py`` (HTTP) → ``service.py`` (reads),
-``writes.py`` (writes), ``rows.py`` (shared plumbing), ``access.py`` (rules) →
-``query_grammar.py`` (URL → ``query_ast``; with ``query_lexer.py``,
-``query_select.py``, ``query_filters.py``) and the SQL compilers
-``sql_select.py``, ``sql_filters.py``, ``sql_write.py``, ``sql_expr.py``;
-``catalog.py`` / ``ddl.py`` / ``diff.py`` own the tables; ``hooks.py`` is the
-extension point (``from apprun.data import hooks``).
+Layers, the way a request flows:
+
+- HTTP: ``api.py`` (the data API, with ``http_prefs.py`` for PostgREST's
+  headers), ``collections_api.py`` (defining collections), ``openapi.py``;
+- the service: ``service.py`` (`DataService`), which holds the reads
+  (``reads.py``) and the writes (``writes.py``, with ``cascades.py``) over one
+  ``rows.py`` `RowStore` (the transaction, rows as JSON, events);
+- the rules: ``access.py`` (who may do what; its `Access` is what the SQL
+  compiler limits rows to) and ``visibility.py`` (the same rules on a row in
+  memory, for events);
+- ``query/``: PostgREST's URL grammar, parsed into ``query/ast.py``;
+- ``sql/``: the parsed query compiled to SQL, and the cache of compiled reads;
+- ``schema/``: the collections themselves (model, catalog, DDL, migrations,
+  schema files, validation of values).
+
+``hooks.py`` is the extension point (``from apprun.data import hooks``);
+``module.py`` builds the module for app.py.
 """

@@ -4,7 +4,8 @@ A collection names one rule per action (``list``, ``view``, ``create``,
 ``update``, ``delete``):
 
 * ``public`` — anyone, signed in or not. For a tenant-scoped collection an
-  anonymous caller names the tenant with the ``X-Tenant-Id`` header.
+  anonymous caller names the tenant with the ``X-Tenant-Id`` header (read
+  once, into `RequestContext.requested_tenant`, by the kernel middleware).
 * ``authenticated`` — any signed-in user or API key of the tenant.
 * ``owner`` — signed-in users, limited to rows whose owner field
   (``owner_field``, default ``created_by``) holds their id; a created row's
@@ -25,20 +26,32 @@ client's filter.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from apprun.data.model import CollectionDef
-from apprun.data.sql_select import Access
+from apprun.data.schema.model import CollectionDef
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import BadRequest, Forbidden, Unauthorized
 from apprun.rbac.service import PLATFORM_ADMIN, Rbac
 
-__all__ = ["TENANT_HEADER", "RuleAction", "resolve_access"]
+__all__ = ["Access", "RuleAction", "bypasses_rules", "first_tenant", "resolve_access"]
 
-TENANT_HEADER = "x-tenant-id"
 RuleAction = str  # "list" | "view" | "create" | "update" | "delete"
 _VERB = {"list": "read", "view": "read", "create": "create", "update": "update", "delete": "delete"}
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one collection's rows are limited to for this request (the rules' output, the compiler's input)."""
+
+    tenant_id: str | None = None
+    owner_column: str | None = None
+    owner_id: str | None = None
+
+
+def first_tenant(access: Mapping[str, Access]) -> str | None:
+    """The tenant a request's accesses limit rows to (all that name one name the same: the caller's)."""
+    return next((a.tenant_id for a in access.values() if a.tenant_id is not None), None)
 
 
 def bypasses_rules(ctx: RequestContext) -> bool:
@@ -57,22 +70,14 @@ def _signed_in(ctx: RequestContext) -> bool:
     return ctx.is_authenticated or ctx.auth_method in ("api_key", "service")
 
 
-async def resolve_access(
-    rbac: Rbac,
-    ctx: RequestContext,
-    collection: CollectionDef,
-    action: RuleAction,
-    *,
-    tenant_header: str | None = None,
-) -> Access:
+async def resolve_access(rbac: Rbac, ctx: RequestContext, collection: CollectionDef, action: RuleAction) -> Access:
     """The rows ``ctx`` may ``action`` in ``collection``; 401/403 when none at all."""
     rule = getattr(collection.rules, action)
     tenant = ctx.tenant_id
-    if collection.scope == "tenant" and tenant is None and rule == "public" and tenant_header:
-        header = tenant_header.strip().lower()
-        if not _UUID.match(header):
+    if collection.scope == "tenant" and tenant is None and rule == "public" and ctx.requested_tenant is not None:
+        if not ctx.requested_tenant:  # the header was there, but held no tenant id
             raise BadRequest("data.invalid_tenant_header")
-        tenant = header
+        tenant = ctx.requested_tenant
     if collection.scope == "tenant" and tenant is None:
         if not _signed_in(ctx) and rule != "public":
             raise Unauthorized()

@@ -16,11 +16,13 @@ from litestar import Request, Response, delete, get, head, patch, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from apprun.data.access import TENANT_HEADER
 from apprun.data.http_prefs import CSV, Preferences, content_range, negotiate, parse_prefer, parse_range, to_csv
-from apprun.data.query_ast import ReadQuery
-from apprun.data.query_grammar import MAX_PARAMS, parse_read
-from apprun.data.service import DataService, ReadResult, WriteResult
+from apprun.data.query.ast import Filter, ReadQuery
+from apprun.data.query.grammar import MAX_PARAMS, parse_read
+from apprun.data.reads import ReadResult
+from apprun.data.rows import check_single, normalize_id, sole_element
+from apprun.data.service import DataService
+from apprun.data.writes import WriteResult
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
 from apprun.kernel.http import ctx_of
 
@@ -95,10 +97,8 @@ def _headers(prefs: Preferences, *keys: str, **extra: str | None) -> dict[str, s
 
 
 def _single(body: str, rows: int) -> str:
-    if rows != 1:
-        raise ApiError("data.not_single", status=406, params={"rows": rows}, details={"rows": rows})
-    text = body.strip()
-    return text[1:-1].strip()
+    check_single(rows)
+    return sole_element(body)
 
 
 def _render(body: str, rows: int, representation: str) -> tuple[str, str]:
@@ -121,14 +121,13 @@ async def _read(
     if ranged is not None and limit is None and offset is None:
         offset, limit = ranged
     count = prefs.get("count")
-    result = await _service(state).read(
+    result = await _service(state).reads.read(
         ctx_of(request),
         collection,
         query,
         limit=limit,
         offset=offset,
         count=count,  # type: ignore[arg-type]
-        tenant_header=request.headers.get(TENANT_HEADER),
     )
     start = offset or 0
     status = 200
@@ -200,14 +199,13 @@ async def insert_rows(request: Request[Any, Any, Any], state: State, collection:
     body = _only_columns(await _body(request), query.columns, missing_default=prefs.get("missing") == "default")
     resolution = prefs.get("resolution")
     with _write_errors("write"):
-        result = await _service(state).create(
+        result = await _service(state).writes.create(
             ctx_of(request),
             collection,
             body,
             returning=_returning(prefs, query),
             resolution=resolution,  # type: ignore[arg-type]
             on_conflict=query.on_conflict,
-            tenant_header=request.headers.get(TENANT_HEADER),
             expect_one=_expect_one(request, prefs),
         )
     return _write_reply(request, prefs, result, collection, created=True)
@@ -239,13 +237,12 @@ async def update_rows(request: Request[Any, Any, Any], state: State, collection:
     query = _query(request)
     body = await _body(request)
     with _write_errors("write"):
-        result = await _service(state).update(
+        result = await _service(state).writes.update(
             ctx_of(request),
             collection,
             query,
             body,
             returning=_returning(prefs, query),
-            tenant_header=request.headers.get(TENANT_HEADER),
             expect_one=_expect_one(request, prefs),
         )
     return _write_reply(request, prefs, result, collection, created=False)
@@ -256,12 +253,11 @@ async def delete_rows(request: Request[Any, Any, Any], state: State, collection:
     prefs = _prefs(request)
     query = _query(request)
     with _write_errors("delete"):
-        result = await _service(state).delete(
+        result = await _service(state).writes.delete(
             ctx_of(request),
             collection,
             query,
             returning=_returning(prefs, query),
-            tenant_header=request.headers.get(TENANT_HEADER),
             expect_one=_expect_one(request, prefs),
         )
     return _write_reply(request, prefs, result, collection, created=False)
@@ -276,8 +272,6 @@ async def put_row(request: Request[Any, Any, Any], state: State, collection: Fro
 
 
 def _id_from_filter(query: ReadQuery) -> str:
-    from apprun.data.query_ast import Filter
-
     where = query.where
     if (
         len(where) != 1
@@ -303,13 +297,12 @@ async def _put(
 ) -> Response[str]:
     body = await _body(request)
     with _write_errors("write"):
-        result = await _service(state).put(
+        result = await _service(state).writes.put(
             ctx_of(request),
             collection,
             record_id,
             body,
             returning=_returning(prefs, query),
-            tenant_header=request.headers.get(TENANT_HEADER),
         )
     return _write_reply(request, prefs, result, collection, created=False)
 
@@ -327,9 +320,7 @@ async def read_record(
     request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
 ) -> Response[str]:
     query = _select_only(request)
-    body = await _service(state).get_one(
-        ctx_of(request), collection, record_id, query, tenant_header=request.headers.get(TENANT_HEADER)
-    )
+    body = await _service(state).reads.get_one(ctx_of(request), collection, record_id, query)
     return Response(body, media_type="application/json")
 
 
@@ -342,14 +333,13 @@ async def update_record(
     body = await _body(request)
     minimal = prefs.get("return") == "minimal"
     with _write_errors("write"):
-        result = await _service(state).update(
+        result = await _service(state).writes.update(
             ctx_of(request),
             collection,
             ReadQuery(),
             body,
             returning=None if minimal else query,
-            tenant_header=request.headers.get(TENANT_HEADER),
-            ids=[_record_id(record_id)],
+            ids=[normalize_id(record_id)],
         )
     if not result.rows:
         raise NotFound("data.record_not_found")
@@ -364,12 +354,11 @@ async def delete_record(
 ) -> None:
     _select_only(request)
     with _write_errors("delete"):
-        result = await _service(state).delete(
+        result = await _service(state).writes.delete(
             ctx_of(request),
             collection,
             ReadQuery(),
-            tenant_header=request.headers.get(TENANT_HEADER),
-            ids=[_record_id(record_id)],
+            ids=[normalize_id(record_id)],
         )
     if not result.rows:
         raise NotFound("data.record_not_found")
@@ -381,13 +370,7 @@ async def put_record(
 ) -> Response[str]:
     query = _select_only(request)
     prefs = _prefs(request)
-    return await _put(request, state, collection, _record_id(record_id), prefs=prefs, query=query)
-
-
-def _record_id(value: str) -> str:
-    from apprun.data.service import normalize_id
-
-    return normalize_id(value)
+    return await _put(request, state, collection, normalize_id(record_id), prefs=prefs, query=query)
 
 
 def data_routes() -> list[Any]:

@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from apprun.data.model import CollectionDef
-from apprun.data.sql_write import WriteCompiler
+from apprun.data.schema.model import CollectionDef
+from apprun.data.sql.write import WriteCompiler
 from apprun.kernel.db import Connection
 
 __all__ = ["Effect", "cascade_effects"]
 
-#: The rows of a collection by id, as the API returns them (``RowsBase._records``).
+#: The rows of a collection by id, as the API returns them (`RowStore.records`).
 Records = Callable[[CollectionDef, list[str]], Awaitable[list[dict[str, Any]]]]
 
 

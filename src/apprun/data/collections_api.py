@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from apprun.data.catalog import Catalog, parse_definition
+from apprun.data.schema.catalog import Catalog, parse_definition
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import BadRequest, Forbidden, Unauthorized
 from apprun.kernel.http import ctx_of

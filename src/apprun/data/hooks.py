@@ -44,8 +44,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from apprun.data.model import CollectionDef
-from apprun.data.query_ast import ReadQuery
+from apprun.data.query.ast import ReadQuery
+from apprun.data.schema.model import CollectionDef
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection
 

@@ -1,35 +1,66 @@
-"""Builds the data module (catalog, service, HTTP) for app.py."""
+"""The data module, as the kernel sees it: collections, the data API, and its OpenAPI paths.
+
+It fills the events module's `EventVisibility` port (in `wire`): a record's
+event reaches a reader only if the data API would show that reader the row.
+The application's hooks (``create_app(hooks=...)``) arrive through the wiring.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from apprun.data.api import data_routes
-from apprun.data.catalog import Catalog
 from apprun.data.collections_api import CollectionsController
 from apprun.data.hooks import Hooks
 from apprun.data.openapi import CollectionsOpenApi
+from apprun.data.schema.catalog import Catalog
 from apprun.data.service import DataService
+from apprun.data.settings import DataSettings
 from apprun.data.visibility import RecordVisibility
-from apprun.kernel.runtime import Runtime
+from apprun.events.service import Events
+from apprun.kernel.config import section
+from apprun.kernel.module import Module, OpenApiExtender, Wiring
 from apprun.rbac.service import Rbac
 
-__all__ = ["DataModule", "build_data"]
+if TYPE_CHECKING:
+    import typer
+    from litestar.types import ControllerRouterHandler
+
+    from apprun.kernel.runtime import Runtime
+
+__all__ = ["DataModule"]
 
 
-@dataclass(eq=False)
-class DataModule:
-    catalog: Catalog
-    service: DataService
-    openapi: CollectionsOpenApi
-    #: Who may see a record's event (the events module's `EventVisibility` port; app.py wires it).
-    visibility: RecordVisibility
+class DataModule(Module):
+    name = "data"
+    # Events: every write puts its record event in the events outbox, which only the events
+    # module publishes and prunes.
+    requires = ("rbac", "events")
+    settings = DataSettings
+    messages = "data"
 
-    def routes(self) -> list[Any]:
+    def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
+        s = section(runtime.settings, DataSettings)
+        rbac = wiring.get(Rbac)
+        self.catalog = Catalog(s, runtime.db)
+        self.service = DataService(s, runtime.db, self.catalog, rbac, wiring.find(Hooks))
+        self.openapi = CollectionsOpenApi(self.catalog)
+        #: Who may see a record's event (the events module's `EventVisibility` port).
+        self.visibility = RecordVisibility(self.catalog, rbac)
+        wiring.provide(self.catalog)
+        wiring.provide(self.service)
+
+    def wire(self, wiring: Wiring) -> None:
+        wiring.get(Events).use(visibility=self.visibility)
+
+    def routes(self) -> Sequence[ControllerRouterHandler]:
         return [*data_routes(), CollectionsController]
 
-    def state(self) -> dict[str, Any]:
+    def openapi_extenders(self) -> Sequence[OpenApiExtender]:
+        return [self.openapi]
+
+    def state(self) -> Mapping[str, object]:
         return {"data": self.service, "catalog": self.catalog}
 
     async def start(self, runtime: Runtime) -> None:
@@ -38,8 +69,8 @@ class DataModule:
     async def stop(self, runtime: Runtime) -> None:
         await self.catalog.close()
 
+    @classmethod
+    def cli(cls) -> Mapping[str, typer.Typer]:
+        from apprun.data.cli import collections_app
 
-def build_data(runtime: Runtime, rbac: Rbac, hooks: Hooks | None = None) -> DataModule:
-    catalog = Catalog(runtime.settings, runtime.db)
-    service = DataService(runtime.settings, runtime.db, catalog, rbac, hooks)
-    return DataModule(catalog, service, CollectionsOpenApi(catalog), RecordVisibility(catalog, rbac))
+        return {"collections": collections_app}

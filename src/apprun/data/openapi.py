@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apprun.data.catalog import Catalog
-from apprun.data.model import CollectionDef, FieldDef
-from apprun.data.query_ast import FILTER_OPS
+from apprun.data.query.ast import FILTER_OPS
+from apprun.data.schema.catalog import Catalog
+from apprun.data.schema.model import CollectionDef, FieldDef
 
 __all__ = ["CollectionsOpenApi"]
 

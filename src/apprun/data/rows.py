@@ -1,75 +1,51 @@
-"""Plumbing the data service's reads and writes share: the request's transaction, rows as JSON, events."""
+"""The database side the data service's reads and writes share: the request's transaction, rows as JSON, events.
+
+`RowStore` is one object that `DataReads` and `DataWrites` both hold (see
+service.py): it opens the request's transaction, builds the compilers,
+resolves the access rules of every collection a query touches, reads rows
+back as the API returns them and writes their events. The functions below
+it are the small rules of the reply both sides (and the HTTP layer) apply.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from apprun.data.access import resolve_access
-from apprun.data.catalog import Catalog
-from apprun.data.hooks import DEFAULT, Hooks
-from apprun.data.model import CollectionDef
-from apprun.data.plans import Plans
-from apprun.data.query_ast import ReadQuery, Star
-from apprun.data.sql_select import Access, SelectCompiler
-from apprun.data.sql_write import WriteCompiler
-from apprun.data.validation import canonical_datetime
+from apprun.data.access import Access, resolve_access
+from apprun.data.query.ast import ReadQuery, Star
+from apprun.data.schema.catalog import Catalog
+from apprun.data.schema.model import CollectionDef
+from apprun.data.schema.validation import canonical_datetime
+from apprun.data.settings import DataSettings
+from apprun.data.sql.select import SelectCompiler
+from apprun.data.sql.write import WriteCompiler
 from apprun.events.envelope import make_event
 from apprun.events.outbox import emit
-from apprun.kernel.config import Settings
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection, Database, Row
 from apprun.kernel.errors import ApiError, ForeignKeyViolation, InternalError, NotFound
-from apprun.kernel.ids import new_id
+from apprun.kernel.ids import canonical_uuid, new_id
 from apprun.kernel.times import utcnow
 from apprun.rbac.service import Rbac
 
-__all__ = ["ReadResult", "RowsBase", "WriteResult", "fetch_one", "normalize_id"]
-
-Count = Literal["exact", "planned", "estimated"]
-Resolution = Literal["merge-duplicates", "ignore-duplicates"]
-#: Rows one POST may carry.
-MAX_BULK_ROWS = 10_000
+__all__ = ["RowStore", "check_single", "fetch_one", "normalize_id", "sole_element"]
 
 
-@dataclass(frozen=True)
-class ReadResult:
-    #: The JSON array, as the database built it.
-    body: str
-    #: Rows in ``body``.
-    rows: int
-    #: All rows matching, when a count was asked for.
-    total: int | None = None
+class RowStore:
+    """Transactions, compilers, access and rows as JSON, for the reads and the writes of one service."""
 
-
-@dataclass(frozen=True)
-class WriteResult:
-    #: The written rows as a JSON array (when a representation was asked for).
-    body: str | None
-    rows: int
-    ids: list[str]
-
-
-class RowsBase:
-    """The state and helpers of `DataService` (see service.py for the lifecycle)."""
-
-    def __init__(
-        self, settings: Settings, db: Database, catalog: Catalog, rbac: Rbac, hooks: Hooks | None = None
-    ) -> None:
+    def __init__(self, settings: DataSettings, db: Database, catalog: Catalog, rbac: Rbac) -> None:
         self.settings = settings
         self.db = db
         self.dialect = db.dialect
         self.catalog = catalog
         self.rbac = rbac
-        self.hooks = DEFAULT.merged(hooks)
-        self._plans = Plans()
 
-    # --- plumbing -------------------------------------------------------------
-    def _reader(self, collections: dict[str, CollectionDef]) -> SelectCompiler:
+    # --- compilers and the transaction ------------------------------------------------
+    def reader(self, collections: dict[str, CollectionDef]) -> SelectCompiler:
         return SelectCompiler(
             self.dialect,
             collections,
@@ -77,8 +53,12 @@ class RowsBase:
             max_rows=self.settings.data_max_page_size,
         )
 
+    def writer(self) -> WriteCompiler:
+        """The write compiler over the catalog as the request found it (see `Catalog.current`)."""
+        return WriteCompiler(self.dialect, self.reader(self.catalog.current()))
+
     @asynccontextmanager
-    async def _scope(self, tenant_id: str | None, *, write: bool) -> AsyncIterator[Connection]:
+    async def scope(self, tenant_id: str | None, *, write: bool) -> AsyncIterator[Connection]:
         """The request's transaction, as the data role with the tenant set (PostgreSQL)."""
         if self.dialect == "postgres":
             async with self.db.transaction() as conn:
@@ -95,24 +75,39 @@ class RowsBase:
             async with self.db.read() as conn:
                 yield conn
 
-    async def _access_map(
-        self, ctx: RequestContext, collection: CollectionDef, names: set[str], action: str, tenant_header: str | None
+    # --- access -----------------------------------------------------------------------
+    async def access_map(
+        self, ctx: RequestContext, collection: CollectionDef, names: set[str], action: str
     ) -> dict[str, Access]:
         """Access for ``collection`` under ``action`` and for every embedded collection under ``list``."""
         collections = self.catalog.current()
-        out = {collection.name: await resolve_access(self.rbac, ctx, collection, action, tenant_header=tenant_header)}
+        out = {collection.name: await resolve_access(self.rbac, ctx, collection, action)}
         for name in names - {collection.name}:
-            out[name] = await resolve_access(self.rbac, ctx, collections[name], "list", tenant_header=tenant_header)
+            out[name] = await resolve_access(self.rbac, ctx, collections[name], "list")
         return out
 
-    # --- writing: helpers ------------------------------------------------------------
-    async def _records(
+    async def representation_access(
+        self, ctx: RequestContext, collection: CollectionDef, query: ReadQuery | None
+    ) -> dict[str, Access] | None:
+        """What a write's representation may show (``view`` on the collection, ``list`` on embeds).
+
+        Asked before the write's transaction: RBAC may read the policies on
+        a connection of its own, and a transaction must not wait for a
+        second connection while it holds one.
+        """
+        if query is None:
+            return None
+        names = self.reader(self.catalog.current()).collections_used(collection, query.select)
+        return await self.access_map(ctx, collection, names, "view")
+
+    # --- rows as the API returns them ---------------------------------------------------
+    async def records(
         self, conn: Connection, collection: CollectionDef, tenant: str | None, ids: list[str]
     ) -> list[dict[str, Any]]:
         """The rows ``ids`` as the API returns them with ``select=*`` (for events and hooks)."""
         if not ids:
             return []
-        reader = self._reader({collection.name: collection})
+        reader = self.reader({collection.name: collection})
         reader.max_rows = len(ids)
         compiled = reader.compile(
             collection, ReadQuery(), {collection.name: Access(tenant_id=tenant)}, limit=None, offset=None,
@@ -125,21 +120,7 @@ class RowsBase:
             parsed.sort(key=lambda r: position.get(r["id"], 0))
         return parsed
 
-    async def _representation_access(
-        self, ctx: RequestContext, collection: CollectionDef, query: ReadQuery | None, tenant_header: str | None
-    ) -> dict[str, Access] | None:
-        """What a write's representation may show (``view`` on the collection, ``list`` on embeds).
-
-        Asked before the write's transaction: RBAC may read the policies on
-        a connection of its own, and a transaction must not wait for a
-        second connection while it holds one.
-        """
-        if query is None:
-            return None
-        names = self._reader(self.catalog.current()).collections_used(collection, query.select)
-        return await self._access_map(ctx, collection, names, "view", tenant_header)
-
-    async def _representation(
+    async def representation(
         self, conn: Connection, collection: CollectionDef, query: ReadQuery | None,
         access: dict[str, Access] | None, *, records: list[dict[str, Any]],
     ) -> str | None:  # fmt: skip
@@ -152,23 +133,39 @@ class RowsBase:
             return json.dumps(records, separators=(",", ":"), ensure_ascii=False)
         if not ids:
             return "[]"
-        reader = self._reader(self.catalog.current())
+        reader = self.reader(self.catalog.current())
         reader.max_rows = max(len(ids), 1)
         select_only = ReadQuery(select=query.select, embedded=query.embedded)
         compiled = reader.compile(collection, select_only, access, limit=None, offset=None, with_count=False, ids=ids)
         row = await fetch_one(conn, compiled.sql, compiled.params)
         return str(row[0])
 
-    def _now(self) -> Any:
+    # --- what a write adds ------------------------------------------------------------------
+    def now(self) -> Any:
         now = utcnow()
         return now if self.dialect == "postgres" else canonical_datetime(now)
 
-    async def _check_references(
+    def system_values(
+        self, ctx: RequestContext, collection: CollectionDef, tenant: str | None, record_id: str | None = None
+    ) -> dict[str, Any]:
+        now = self.now()
+        values: dict[str, Any] = {
+            "id": record_id or new_id(),
+            "tenant_id": tenant,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": ctx.user_id,
+        }
+        if collection.owner_field is not None:
+            values[collection.owner_field] = ctx.user_id
+        return values
+
+    async def check_references(
         self, conn: Connection, collection: CollectionDef, tenant: str | None, rows: list[dict[str, Any]]
     ) -> None:
         """Relations must point at rows of the writer's own tenant (the foreign key alone checks existence)."""
         collections = self.catalog.current()
-        writer = WriteCompiler(self.dialect, self._reader(collections))
+        writer = self.writer()
         for f in collection.column_fields:
             if f.type != "relation":
                 continue
@@ -181,10 +178,11 @@ class RowsBase:
             if found != len(wanted):
                 raise ForeignKeyViolation("data.invalid_reference", params={"field": f.name, "collection": target.name})
 
-    async def _emit(
+    async def emit(
         self, conn: Connection, collection: CollectionDef, tenant: str | None, kind: str, *,
         record: dict[str, Any] | None, old: dict[str, Any] | None,
     ) -> None:  # fmt: skip
+        """``apprun.record.<kind>`` into the outbox, in the write's transaction."""
         row_id = (record or old or {}).get("id")
         await emit(
             conn,
@@ -195,21 +193,6 @@ class RowsBase:
                 data={"collection": collection.name, "record": record, "old": old},
             ),
         )
-
-    def _system_values(
-        self, ctx: RequestContext, collection: CollectionDef, tenant: str | None, record_id: str | None = None
-    ) -> dict[str, Any]:
-        now = self._now()
-        values: dict[str, Any] = {
-            "id": record_id or new_id(),
-            "tenant_id": tenant,
-            "created_at": now,
-            "updated_at": now,
-            "created_by": ctx.user_id,
-        }
-        if collection.owner_field is not None:
-            values[collection.owner_field] = ctx.user_id
-        return values
 
 
 async def fetch_one(conn: Connection, sql: str, params: list[Any]) -> Row:
@@ -222,17 +205,18 @@ async def fetch_one(conn: Connection, sql: str, params: list[Any]) -> Row:
 
 def normalize_id(value: str) -> str:
     """A record id from a URL, lower-cased; 404 when it cannot be one."""
-    lowered = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", lowered):
+    record_id = canonical_uuid(value.strip())
+    if record_id is None:
         raise NotFound("data.record_not_found")
-    return lowered
+    return record_id
 
 
-def _check_single(expected: bool, rows: int) -> None:
-    """``Accept: application/vnd.pgrst.object+json`` on a write: anything but one row rolls it back."""
-    if expected and rows != 1:
+def check_single(rows: int) -> None:
+    """``Accept: application/vnd.pgrst.object+json``: anything but one row is a 406 (a write is rolled back)."""
+    if rows != 1:
         raise ApiError("data.not_single", status=406, params={"rows": rows}, details={"rows": rows})
 
 
-def _first_tenant(access: dict[str, Access]) -> str | None:
-    return next((a.tenant_id for a in access.values() if a.tenant_id is not None), None)
+def sole_element(body: str) -> str:
+    """The element of a one-element JSON array, cut out of the text the database built (no JSON round trip)."""
+    return body.strip()[1:-1].strip()

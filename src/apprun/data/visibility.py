@@ -32,10 +32,9 @@ from typing import Any
 
 import msgspec
 
-from apprun.data.access import bypasses_rules, resolve_access
-from apprun.data.catalog import Catalog
-from apprun.data.model import CollectionDef
-from apprun.data.sql_select import Access
+from apprun.data.access import Access, bypasses_rules, resolve_access
+from apprun.data.schema.catalog import Catalog
+from apprun.data.schema.model import CollectionDef
 from apprun.events.envelope import CloudEvent
 from apprun.events.visibility import RECORD_EVENT_PREFIX
 from apprun.kernel.context import RequestContext

@@ -5,26 +5,45 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from apprun.data.access import resolve_access
+from apprun.data.access import Access, resolve_access
 from apprun.data.cascades import Effect, cascade_effects
-from apprun.data.hooks import WriteEvent, run_chain
-from apprun.data.model import CollectionDef
-from apprun.data.query_ast import FieldPath, Filter, ReadQuery
-from apprun.data.rows import MAX_BULK_ROWS, Resolution, RowsBase, WriteResult, _check_single, normalize_id
-from apprun.data.sql_select import Access
-from apprun.data.sql_write import WriteCompiler
-from apprun.data.validation import NOW, validate_row
+from apprun.data.hooks import Hooks, WriteEvent, run_chain
+from apprun.data.query.ast import FieldPath, Filter, ReadQuery
+from apprun.data.rows import RowStore, check_single, normalize_id
+from apprun.data.schema.model import CollectionDef
+from apprun.data.schema.validation import NOW, validate_row
+from apprun.data.sql.write import WriteCompiler
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Connection
 from apprun.kernel.errors import BadRequest, InternalError, NotFound, UniqueViolation
 
-__all__ = ["DataWrites"]
+__all__ = ["MAX_BULK_ROWS", "DataWrites", "Resolution", "WriteResult"]
+
+Resolution = Literal["merge-duplicates", "ignore-duplicates"]
+#: Rows one POST may carry.
+MAX_BULK_ROWS = 10_000
 
 
-class DataWrites(RowsBase):
+@dataclass(frozen=True)
+class WriteResult:
+    #: The written rows as a JSON array (when a representation was asked for).
+    body: str | None
+    rows: int
+    ids: list[str]
+
+
+class DataWrites:
     """Create, update, delete and put: validated first, in one transaction, hooks per row, one event per row."""
+
+    def __init__(self, rows: RowStore, hooks: Hooks) -> None:
+        self.rows = rows
+        self.hooks = hooks
+        self.catalog = rows.catalog
+        self.rbac = rows.rbac
+        self.dialect = rows.dialect
 
     # --- create -------------------------------------------------------------------------
     async def create(
@@ -36,7 +55,6 @@ class DataWrites(RowsBase):
         returning: ReadQuery | None = None,
         resolution: Resolution | None = None,
         on_conflict: tuple[str, ...] = (),
-        tenant_header: str | None = None,
         expect_one: bool = False,
     ) -> WriteResult:
         """Insert one row (a JSON object) or many (an array), all or nothing; upsert with ``resolution``."""
@@ -46,30 +64,29 @@ class DataWrites(RowsBase):
             raise BadRequest("data.empty_body")
         if len(items) > MAX_BULK_ROWS:
             raise BadRequest("data.too_many_rows", params={"max": MAX_BULK_ROWS})
-        access = await resolve_access(self.rbac, ctx, collection, "create", tenant_header=tenant_header)
+        access = await resolve_access(self.rbac, ctx, collection, "create")
         update_access: Access | None = None
         conflict_columns: tuple[str, ...] = ()
         if resolution is not None:
             conflict_columns = self._conflict_target(collection, on_conflict)
             if resolution == "merge-duplicates":
-                update_access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
+                update_access = await resolve_access(self.rbac, ctx, collection, "update")
         tenant = access.tenant_id
         bulk = resolution is None and not self.hooks.has("create", name)
         # Validate everything before touching the database: one bad row, nothing written.
         rows = self._validated(ctx, collection, items, tenant) if bulk else []
         # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
-        view = await self._representation_access(ctx, collection, returning, tenant_header)
-        async with self._scope(tenant, write=True) as conn:
-            collections = self.catalog.current()
-            writer = WriteCompiler(self.dialect, self._reader(collections))
+        view = await self.rows.representation_access(ctx, collection, returning)
+        async with self.rows.scope(tenant, write=True) as conn:
+            writer = self.rows.writer()
             if bulk:
-                await self._check_references(conn, collection, tenant, rows)
+                await self.rows.check_references(conn, collection, tenant, rows)
                 for stmt in writer.insert(collection, rows):
                     await conn.execute(stmt.sql, *stmt.params)
                 ids = [r["id"] for r in rows]
-                records = await self._records(conn, collection, tenant, ids)
+                records = await self.rows.records(conn, collection, tenant, ids)
                 for record in records:
-                    await self._emit(conn, collection, tenant, "created", record=record, old=None)
+                    await self.rows.emit(conn, collection, tenant, "created", record=record, old=None)
             else:
                 records = []
                 for item in items:
@@ -87,8 +104,9 @@ class DataWrites(RowsBase):
                     )
                     if written is not None:
                         records.append(written)
-            _check_single(expect_one, len(records))
-            body_out = await self._representation(conn, collection, returning, view, records=records)
+            if expect_one:
+                check_single(len(records))
+            body_out = await self.rows.representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records])
 
     def _validated(
@@ -106,7 +124,7 @@ class DataWrites(RowsBase):
                 if len(problems) >= 20:
                     break
                 continue
-            rows.append({**self._system_values(ctx, collection, tenant), **values})
+            rows.append({**self.rows.system_values(ctx, collection, tenant), **values})
         if problems:
             raise BadRequest("data.validation_failed", params={"count": len(problems)}, details={"rows": problems})
         return rows
@@ -144,7 +162,7 @@ class DataWrites(RowsBase):
         if resolution is None:
             return await self._insert_one(ctx, conn, collection, writer, tenant=tenant, item=item)
         values = validate_row(collection, item, partial=False, dialect=self.dialect, locale=ctx.locale)
-        row = {**self._system_values(ctx, collection, tenant), **values}
+        row = {**self.rows.system_values(ctx, collection, tenant), **values}
         key: dict[str, Any] | None = _conflict_key(collection, conflict_columns, row)
         # Twice at most: an INSERT that loses a race has locked the row it lost to (merge-duplicates),
         # so the second lookup finds it.
@@ -205,8 +223,8 @@ class DataWrites(RowsBase):
 
         async def final(e: WriteEvent) -> None:
             values = validate_row(collection, e.data, partial=False, dialect=self.dialect, locale=ctx.locale)
-            row = {**self._system_values(ctx, collection, tenant), **values}
-            await self._check_references(conn, collection, tenant, [row])
+            row = {**self.rows.system_values(ctx, collection, tenant), **values}
+            await self.rows.check_references(conn, collection, tenant, [row])
             if upsert is None:
                 for stmt in writer.insert(collection, [row]):
                     await conn.execute(stmt.sql, *stmt.params)
@@ -216,8 +234,8 @@ class DataWrites(RowsBase):
                 if await conn.fetchval(stmt.sql, *stmt.params) is None:
                     lost.append(row)
                     raise _LostRace(row)
-            e.record = (await self._records(conn, collection, tenant, [row["id"]]))[0]
-            await self._emit(conn, collection, tenant, "created", record=e.record, old=None)
+            e.record = (await self.rows.records(conn, collection, tenant, [row["id"]]))[0]
+            await self.rows.emit(conn, collection, tenant, "created", record=e.record, old=None)
 
         savepoint = upsert is not None and self.hooks.has("create", collection.name)
         if savepoint:
@@ -241,7 +259,6 @@ class DataWrites(RowsBase):
         body: Any,
         *,
         returning: ReadQuery | None = None,
-        tenant_header: str | None = None,
         ids: list[str] | None = None,
         expect_one: bool = False,
     ) -> WriteResult:
@@ -252,21 +269,21 @@ class DataWrites(RowsBase):
             raise BadRequest("data.empty_update")
         # Validate first: a bad body (or not an object) is a 400 even when no row matches.
         validate_row(collection, body, partial=True, dialect=self.dialect, locale=ctx.locale)
-        access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
+        access = await resolve_access(self.rbac, ctx, collection, "update")
         tenant = access.tenant_id
         # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
-        view = await self._representation_access(ctx, collection, returning, tenant_header)
-        async with self._scope(tenant, write=True) as conn:
-            collections = self.catalog.current()
-            writer = WriteCompiler(self.dialect, self._reader(collections))
+        view = await self.rows.representation_access(ctx, collection, returning)
+        async with self.rows.scope(tenant, write=True) as conn:
+            writer = self.rows.writer()
             targets = await self._targets(conn, writer, collection, access, query=query, ids=ids)
             records = await self._update_rows(ctx, conn, collection, writer, tenant=tenant, targets=targets, body=body)
-            _check_single(expect_one, len(records))
-            body_out = await self._representation(conn, collection, returning, view, records=records)
+            if expect_one:
+                check_single(len(records))
+            body_out = await self.rows.representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records])
 
     def _refuse_unfiltered(self, query: ReadQuery, ids: list[str] | None) -> None:
-        if ids is None and not query.where and not self.settings.data_allow_unfiltered_writes:
+        if ids is None and not query.where and not self.rows.settings.data_allow_unfiltered_writes:
             raise BadRequest("data.unfiltered_write", hint="data.unfiltered_write_hint")
 
     async def _targets(
@@ -285,15 +302,15 @@ class DataWrites(RowsBase):
     ) -> list[dict[str, Any]]:  # fmt: skip
         if not targets:
             return []
-        olds = await self._records(conn, collection, tenant, targets)
+        olds = await self.rows.records(conn, collection, tenant, targets)
         if not self.hooks.has("update", collection.name):
             values = validate_row(collection, body, partial=True, dialect=self.dialect, locale=ctx.locale)
-            await self._check_references(conn, collection, tenant, [values])
-            stmt = writer.update(collection, {**values, "updated_at": self._now()}, targets)
+            await self.rows.check_references(conn, collection, tenant, [values])
+            stmt = writer.update(collection, {**values, "updated_at": self.rows.now()}, targets)
             await conn.execute(stmt.sql, *stmt.params)
-            news = await self._records(conn, collection, tenant, targets)
+            news = await self.rows.records(conn, collection, tenant, targets)
             for old, new in zip(olds, news, strict=True):
-                await self._emit(conn, collection, tenant, "updated", record=new, old=old)
+                await self.rows.emit(conn, collection, tenant, "updated", record=new, old=old)
             return news
         out: list[dict[str, Any]] = []
         for old in olds:
@@ -301,11 +318,11 @@ class DataWrites(RowsBase):
 
             async def final(e: WriteEvent, before: dict[str, Any] = old) -> None:
                 values = validate_row(collection, e.data, partial=True, dialect=self.dialect, locale=ctx.locale)
-                await self._check_references(conn, collection, tenant, [values])
-                stmt = writer.update(collection, {**values, "updated_at": self._now()}, [before["id"]])
+                await self.rows.check_references(conn, collection, tenant, [values])
+                stmt = writer.update(collection, {**values, "updated_at": self.rows.now()}, [before["id"]])
                 await conn.execute(stmt.sql, *stmt.params)
-                e.record = (await self._records(conn, collection, tenant, [before["id"]]))[0]
-                await self._emit(conn, collection, tenant, "updated", record=e.record, old=before)
+                e.record = (await self.rows.records(conn, collection, tenant, [before["id"]]))[0]
+                await self.rows.emit(conn, collection, tenant, "updated", record=e.record, old=before)
 
             await run_chain(event, self.hooks.handlers("update", collection.name), final)
             if event.record is not None:
@@ -320,51 +337,57 @@ class DataWrites(RowsBase):
         query: ReadQuery,
         *,
         returning: ReadQuery | None = None,
-        tenant_header: str | None = None,
         ids: list[str] | None = None,
         expect_one: bool = False,
     ) -> WriteResult:
         collection = await self.catalog.require(name)
         self._refuse_unfiltered(query, ids)
-        access = await resolve_access(self.rbac, ctx, collection, "delete", tenant_header=tenant_header)
+        access = await resolve_access(self.rbac, ctx, collection, "delete")
         tenant = access.tenant_id
         # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
-        view = await self._representation_access(ctx, collection, returning, tenant_header)
-        async with self._scope(tenant, write=True) as conn:
-            collections = self.catalog.current()
-            writer = WriteCompiler(self.dialect, self._reader(collections))
+        view = await self.rows.representation_access(ctx, collection, returning)
+        async with self.rows.scope(tenant, write=True) as conn:
+            writer = self.rows.writer()
             targets = await self._targets(conn, writer, collection, access, query=query, ids=ids)
-            olds = await self._records(conn, collection, tenant, targets)
-            _check_single(expect_one, len(olds))
+            olds = await self.rows.records(conn, collection, tenant, targets)
+            if expect_one:
+                check_single(len(olds))
             # The representation is read before the rows go (embeds included).
-            body_out = await self._representation(conn, collection, returning, view, records=olds)
-            deleted: list[dict[str, Any]] = []
-            if not self.hooks.has("delete", name):
-                effects = await self._cascades(conn, writer, collection, tenant, targets)
-                if targets:
-                    stmt = writer.delete(collection, targets)
-                    await conn.execute(stmt.sql, *stmt.params)
-                for old in olds:
-                    await self._emit(conn, collection, tenant, "deleted", record=None, old=old)
-                await self._announce(conn, tenant, effects)
-                deleted = olds
-            else:
-                for old in olds:
-                    event = WriteEvent(collection=collection, ctx=ctx, conn=conn, action="delete", old=old)
-
-                    async def final(e: WriteEvent, before: dict[str, Any] = old) -> None:
-                        effects = await self._cascades(conn, writer, collection, tenant, [before["id"]])
-                        stmt = writer.delete(collection, [before["id"]])
-                        await conn.execute(stmt.sql, *stmt.params)
-                        await self._emit(conn, collection, tenant, "deleted", record=None, old=before)
-                        await self._announce(conn, tenant, effects)
-                        deleted.append(before)
-
-                    await run_chain(event, self.hooks.handlers("delete", name), final)
-                if returning is not None and len(deleted) != len(olds):
-                    kept = {r["id"] for r in deleted}
-                    body_out = json.dumps([r for r in json.loads(body_out or "[]") if r.get("id") in kept])
+            body_out = await self.rows.representation(conn, collection, returning, view, records=olds)
+            deleted = await self._delete_rows(ctx, conn, collection, writer, tenant=tenant, targets=targets, olds=olds)
+        if returning is not None and len(deleted) != len(olds):  # a hook kept some rows: they are not in the body
+            kept = {r["id"] for r in deleted}
+            body_out = json.dumps([r for r in json.loads(body_out or "[]") if r.get("id") in kept])
         return WriteResult(body_out, len(deleted), [r["id"] for r in deleted])
+
+    async def _delete_rows(
+        self, ctx: RequestContext, conn: Connection, collection: CollectionDef, writer: WriteCompiler, *,
+        tenant: str | None, targets: list[str], olds: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Delete ``targets`` (``olds``: their rows) with their cascades, announced; the rows that went."""
+        if not self.hooks.has("delete", collection.name):
+            effects = await self._cascades(conn, writer, collection, tenant, targets)
+            if targets:
+                stmt = writer.delete(collection, targets)
+                await conn.execute(stmt.sql, *stmt.params)
+            for old in olds:
+                await self.rows.emit(conn, collection, tenant, "deleted", record=None, old=old)
+            await self._announce(conn, tenant, effects)
+            return olds
+        deleted: list[dict[str, Any]] = []
+        for old in olds:
+            event = WriteEvent(collection=collection, ctx=ctx, conn=conn, action="delete", old=old)
+
+            async def final(e: WriteEvent, before: dict[str, Any] = old) -> None:
+                effects = await self._cascades(conn, writer, collection, tenant, [before["id"]])
+                stmt = writer.delete(collection, [before["id"]])
+                await conn.execute(stmt.sql, *stmt.params)
+                await self.rows.emit(conn, collection, tenant, "deleted", record=None, old=before)
+                await self._announce(conn, tenant, effects)
+                deleted.append(before)
+
+            await run_chain(event, self.hooks.handlers("delete", collection.name), final)
+        return deleted
 
     async def _cascades(
         self, conn: Connection, writer: WriteCompiler, collection: CollectionDef, tenant: str | None, ids: list[str]
@@ -372,7 +395,7 @@ class DataWrites(RowsBase):
         """What the database's ``on_delete`` actions will do when ``ids`` go (read first, announced after)."""
 
         async def records(c: CollectionDef, record_ids: list[str]) -> list[dict[str, Any]]:
-            return await self._records(conn, c, tenant, record_ids)
+            return await self.rows.records(conn, c, tenant, record_ids)
 
         return await cascade_effects(
             conn, collection, ids, collections=self.catalog.current(), writer=writer, records=records
@@ -380,7 +403,7 @@ class DataWrites(RowsBase):
 
     async def _announce(self, conn: Connection, tenant: str | None, effects: list[Effect]) -> None:
         for effect in effects:
-            await self._emit(conn, effect.collection, tenant, effect.kind, record=effect.record, old=effect.old)
+            await self.rows.emit(conn, effect.collection, tenant, effect.kind, record=effect.record, old=effect.old)
 
     # --- put -----------------------------------------------------------------------------------
     async def put(
@@ -391,7 +414,6 @@ class DataWrites(RowsBase):
         body: Any,
         *,
         returning: ReadQuery | None = None,
-        tenant_header: str | None = None,
     ) -> WriteResult:
         """Replace the row ``record_id`` with ``body`` (absent fields get their default).
 
@@ -407,20 +429,19 @@ class DataWrites(RowsBase):
         if isinstance(body, dict) and "id" in body and str(body["id"]).lower() == record_id:
             body = {k: v for k, v in body.items() if k != "id"}
         validate_row(collection, body, partial=False, dialect=self.dialect, locale=ctx.locale)
-        access = await resolve_access(self.rbac, ctx, collection, "update", tenant_header=tenant_header)
+        access = await resolve_access(self.rbac, ctx, collection, "update")
         tenant = access.tenant_id
         # Everything that may need another connection (RBAC, the catalog) before the transaction takes one.
-        view = await self._representation_access(ctx, collection, returning, tenant_header)
-        async with self._scope(tenant, write=True) as conn:
-            collections = self.catalog.current()
-            writer = WriteCompiler(self.dialect, self._reader(collections))
+        view = await self.rows.representation_access(ctx, collection, returning)
+        async with self.rows.scope(tenant, write=True) as conn:
+            writer = self.rows.writer()
             targets = await self._targets(conn, writer, collection, access, query=ReadQuery(), ids=[record_id])
             if not targets:
                 raise NotFound("data.record_not_found", hint="data.put_replaces_only_hint")
             records = await self._update_rows(
                 ctx, conn, collection, writer, tenant=tenant, targets=targets, body=_replacement(collection, body)
             )
-            body_out = await self._representation(conn, collection, returning, view, records=records)
+            body_out = await self.rows.representation(conn, collection, returning, view, records=records)
         return WriteResult(body_out, len(records), [r["id"] for r in records])
 
 
@@ -455,7 +476,7 @@ def _conflict_sql_target(collection: CollectionDef, columns: tuple[str, ...]) ->
     """The columns of the unique index ``columns`` name, as ``ON CONFLICT`` must list them.
 
     A tenant-scoped collection's unique fields and indexes all start with
-    ``tenant_id`` (ddl.py): a value is unique within a tenant.
+    ``tenant_id`` (schema/ddl.py): a value is unique within a tenant.
     """
     tenant = _tenant_of(collection)
     rest = tuple(dict.fromkeys(c for c in columns if c != tenant))

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from apprun.events.envelope import encode
 from apprun.events.service import Events
 from apprun.events.streams import STREAM_CLOSED, StreamClosed
+from apprun.events.webhook_registry import WebhookRegistry
 from apprun.events.webhooks import Webhooks
 from apprun.kernel.errors import BadRequest
 from apprun.kernel.http import ctx_of
@@ -38,9 +39,9 @@ def _events(state: State) -> Events:
     return service
 
 
-def _webhooks(state: State) -> Webhooks:
+def _webhooks(state: State) -> WebhookRegistry:
     service: Webhooks = state.webhooks
-    return service
+    return service.registry
 
 
 def _time(value: str | None, name: str) -> dt.datetime | None:

@@ -179,10 +179,6 @@ class Relay:
         self._last_prune = -math.inf
         self.published = 0
 
-    @property
-    def is_leader(self) -> bool:
-        return self._leader.held
-
     async def start(self) -> None:
         _waker.append(self._wake)
         self._task = asyncio.create_task(self._run(), name="apprun-outbox-relay")

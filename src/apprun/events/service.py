@@ -51,10 +51,15 @@ class Events:
         self.visibility: EventVisibility = RecordsWithheld()
         self.sessions: SessionCheck | None = None
 
-    def use(self, *, visibility: EventVisibility, sessions: SessionCheck) -> None:
-        """Wire the ports of the modules above (app.py): the data API's rules, auth's session check."""
-        self.visibility = visibility
-        self.sessions = sessions
+    def use(self, *, visibility: EventVisibility | None = None, sessions: SessionCheck | None = None) -> None:
+        """Fill the ports of the modules above (each in its `wire`): the data API's rules, auth's session check.
+
+        A port whose module is switched off keeps its default: record events withheld, no session re-check.
+        """
+        if visibility is not None:
+            self.visibility = visibility
+        if sessions is not None:
+            self.sessions = sessions
 
     async def _tenant(self, ctx: RequestContext, action: str) -> str:
         await self.rbac.require(ctx, action, "events")

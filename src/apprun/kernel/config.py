@@ -1,16 +1,24 @@
-"""apprun's configuration: one pydantic-settings object.
+"""apprun's configuration: the kernel's settings, and the base of every module's section.
 
 Every field is read from the environment variable of the same name in upper
 case (``HTTP_PORT``, ``DB_HOST``, ``JWT_SECRET`` …) or from an optional
 ``.env`` file in the working directory. The names follow the seed
 architecture's deployment files, so they work unchanged.
 
+`KernelSettings` holds what the kernel itself uses: the process, HTTP, the
+database, logs, traces, metrics, Redis, the deployment's signing secret and
+the data dir. Each module declares its own section, a subclass of
+`KernelSettings` holding only its fields (``auth/settings.py``:
+`AuthSettings` …); ``apprun/modules.py`` composes them into the one
+``Settings`` class a process reads. A module types its settings with its own
+section (`section`), kernel code with `KernelSettings`.
+
 With nothing set, apprun runs on its embedded defaults: SQLite in
-``APPRUN_DATA_DIR`` (``./apprun_data``), an in-process event bus, local-disk
-storage, and a signing secret generated once and kept in the data dir with
-0600 permissions. ``APPRUN_ENV=prod`` refuses those conveniences that are
-unsafe in production: it will not boot without a ``JWT_SECRET`` of at least
-32 bytes.
+``APPRUN_DATA_DIR`` (``./apprun_data``), an in-process event bus, and a
+signing secret generated once and kept in the data dir with 0600
+permissions. ``APPRUN_ENV=prod`` refuses those conveniences that are unsafe
+in production: it will not boot without a ``JWT_SECRET`` of at least 32
+bytes.
 """
 
 from __future__ import annotations
@@ -18,26 +26,33 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from pydantic import DirectoryPath, Field, SecretStr, field_validator, model_validator
+from pydantic import DirectoryPath, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "MIN_SECRET_BYTES",
     "ConfigError",
     "DatabaseConfig",
-    "Settings",
-    "load_settings",
+    "KernelSettings",
+    "load",
+    "masked_sections",
     "masked_settings",
+    "own_fields",
+    "section",
+    "split_csv",
 ]
 
 MIN_SECRET_BYTES = 32
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
+
+S = TypeVar("S", bound="KernelSettings")
 
 
 class ConfigError(Exception):
@@ -86,14 +101,15 @@ class DatabaseConfig:
         return f"PostgreSQL at {self.host}:{self.port}/{self.name} as {self.user}"
 
 
-def _split_csv(value: Any) -> Any:
+def split_csv(value: Any) -> Any:
+    """A comma-separated environment value as a list (for ``mode="before"`` validators of list fields)."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 
-class Settings(BaseSettings):
-    """The effective configuration of one apprun process."""
+class KernelSettings(BaseSettings):
+    """The kernel's settings; every module's section derives from it."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -112,6 +128,9 @@ class Settings(BaseSettings):
     apprun_instance: str = Field("", description="instance name in event sources; default: hostname")
     apprun_auto_migrate: bool | None = Field(
         None, description="migrate the schema at start; default: on in dev, off in prod"
+    )
+    apprun_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="the modules to run, comma-separated; empty: every module"
     )
 
     # --- HTTP ----------------------------------------------------------
@@ -153,93 +172,14 @@ class Settings(BaseSettings):
         False, description="refuse (not just log) a PostgreSQL checkout by a task already holding a connection"
     )
 
-    # --- engines of later modules --------------------------------------
-    pubsub_backend: Literal["memory", "nats"] = "memory"
-    pubsub_nats_url: str = "nats://127.0.0.1:4222"
-    db_data_role: str = Field(
-        "apprun_data", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="PostgreSQL role data requests run as"
-    )
-    data_max_page_size: int = Field(1000, ge=1, description="rows a data request returns at most")
-    data_allow_unfiltered_writes: bool = Field(False, description="allow PATCH/DELETE without a filter")
-    #: Test-only: leave the tenant predicate out of compiled SQL, to prove that
-    #: row-level security alone isolates tenants on PostgreSQL. Refused in prod.
-    data_tenant_predicate: bool = True
-    events_retention_days: int = Field(7, ge=1, description="days published events stay in the history")
-    events_relay_batch: int = Field(500, ge=1, le=10_000)
-    events_ack_wait: float = Field(30.0, gt=0, description="seconds a handler may take before redelivery")
-    events_max_deliver: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
-    #: Bounded, so a setting cannot let a stream outlive its session by long.
-    events_stream_recheck_seconds: float = Field(
-        15.0, gt=0, le=300, description="seconds between a live event stream's checks of its session"
-    )
-    webhook_timeout: float = Field(10.0, gt=0)
-    webhook_retry_period: int = Field(86400, ge=1, description="seconds a delivery is retried before it is abandoned")
-    webhook_backoff_base: float = Field(10.0, gt=0, description="first retry delay, doubling after")
-    webhook_disable_after: int = Field(5, ge=1, description="abandoned deliveries in a row that switch a webhook off")
-    webhook_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # --- Redis and rate-limit counters (kernel/ratelimit.py) -----------
     redis_host: str | None = None
     redis_port: int = 6379
     redis_prefix: str = Field("apprun", description="key prefix, so deployments can share one Redis")
-    temporal_host: str | None = None
-    storage_backend: Literal["local", "s3"] = "local"
-    s3_endpoint: str | None = None
-    s3_bucket: str | None = None
-    s3_region: str = "us-east-1"
-    s3_access_key: SecretStr | None = None
-    s3_secret_key: SecretStr | None = None
+    rate_limit_backend: Literal["database", "redis", "memory"] | None = None
 
     # --- security ------------------------------------------------------
     jwt_secret: SecretStr | None = None
-
-    # --- auth ----------------------------------------------------------
-    auth_jwt_algorithm: Literal["HS256", "EdDSA", "RS256"] = "HS256"
-    auth_jwt_private_key_file: Path | None = Field(None, description="PEM key for EdDSA/RS256")
-    auth_jwt_issuer: str = "apprun"
-    auth_jwt_audience: str = "apprun"
-    auth_jwt_leeway: int = Field(10, ge=0, le=30, description="clock skew allowed, seconds")
-    auth_access_ttl: int = Field(900, ge=30, le=86400, description="access token lifetime, seconds")
-    auth_session_ttl: int = Field(30 * 86400, ge=300, description="refresh token / session lifetime, seconds")
-    auth_refresh_reuse_grace: int = Field(10, ge=0, le=60, description="seconds a used refresh token may be retried")
-    auth_password_min_length: int = Field(8, ge=6, le=128)
-    auth_password_blocklist_file: Path | None = None
-    auth_argon2_memory_kib: int = Field(19 * 1024, ge=19 * 1024)
-    auth_argon2_time_cost: int = Field(2, ge=2)
-    auth_argon2_parallelism: int = Field(1, ge=1)
-    auth_signup_enabled: bool = True
-    auth_require_email_verification: bool = False
-    auth_site_url: str = Field(
-        "http://127.0.0.1:8080", description="your application's URL: base of links in mails, default redirect"
-    )
-    auth_redirect_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    auth_rate_limit_ip: str = Field("60/60", description="auth requests per IP: count/seconds")
-    auth_rate_limit_account: str = Field(
-        "10/900", description="failed sign-ins per account from one client address: count/seconds"
-    )
-    auth_rate_limit_account_global: str = Field(
-        "100/3600", description="failed sign-ins per account from all addresses together: count/seconds"
-    )
-    auth_register_reveals_existing: bool | None = Field(
-        None, description="sign-up answers 409 for a registered email; default: on in dev, off in prod"
-    )
-    auth_oidc_issuer: str | None = None
-    auth_oidc_jwks_url: str | None = None
-    auth_oidc_audience: str | None = None
-    auth_oidc_email_claim: str = "email"
-    auth_oidc_tenant_claim: str = "tenant_id"
-    auth_oidc_roles_claim: str = "roles"
-    auth_oauth_providers: str = Field("[]", description="JSON list of OAuth2/OIDC login providers")
-    kratos_public_url: str | None = None
-    rate_limit_backend: Literal["database", "redis", "memory"] | None = None
-
-    # --- mail ----------------------------------------------------------
-    mail_backend: Literal["log", "smtp", "none"] | None = None
-    mail_from: str = "apprun <no-reply@localhost>"
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = True
-    smtp_tls: bool = False
 
     # --- observability -------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -248,12 +188,17 @@ class Settings(BaseSettings):
     otel_service_name: str = "apprun"
     metrics_enabled: bool = True
 
-    @field_validator(
-        "http_cors_origins", "http_trusted_proxies", "auth_redirect_allowlist", "webhook_allowlist", mode="before"
-    )
+    # Validator names are unique across every section: the composed Settings
+    # inherits them all, and two of the same name would hide one another.
+    @field_validator("http_cors_origins", "http_trusted_proxies", "apprun_modules", mode="before")
     @classmethod
-    def _csv(cls, value: Any) -> Any:
-        return _split_csv(value)
+    def _kernel_csv(cls, value: Any) -> Any:
+        return split_csv(value)
+
+    @field_validator("apprun_modules")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        return [name.lower() for name in value]
 
     @field_validator("http_trusted_proxies")
     @classmethod
@@ -271,19 +216,13 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _smtp_needs_a_host(self) -> Settings:
-        if self.mail_backend == "smtp" and not self.smtp_host:
-            raise ValueError("MAIL_BACKEND=smtp needs SMTP_HOST (and usually SMTP_PORT, SMTP_USER, SMTP_PASSWORD)")
-        return self
-
-    @model_validator(mode="after")
-    def _database_url_is_usable(self) -> Settings:
+    def _database_url_is_usable(self) -> KernelSettings:
         if self.database_url is not None:
             _parse_database_url(self.database_url.get_secret_value(), self.data_dir)
         return self
 
     @model_validator(mode="after")
-    def _prod_needs_a_secret(self) -> Settings:
+    def _prod_needs_a_secret(self) -> KernelSettings:
         if self.apprun_env == "prod":
             secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
             if not secret:
@@ -295,13 +234,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"JWT_SECRET is {len(secret.encode())} bytes; APPRUN_ENV=prod needs at least "
                     f"{MIN_SECRET_BYTES}: generate one with `openssl rand -base64 48`"
-                )
-            if not self.data_tenant_predicate:
-                raise ValueError("DATA_TENANT_PREDICATE=false is for tests only and refused with APPRUN_ENV=prod")
-            if self.mail_backend == "log":
-                raise ValueError(
-                    "MAIL_BACKEND=log only prints mail, which APPRUN_ENV=prod does not allow: "
-                    "configure SMTP_HOST (MAIL_BACKEND=smtp) or set MAIL_BACKEND=none"
                 )
         return self
 
@@ -327,15 +259,6 @@ class Settings(BaseSettings):
         return self.http_workers or os.cpu_count() or 1
 
     @property
-    def mailer(self) -> Literal["log", "smtp", "none"]:
-        """Mail delivery: as configured, else SMTP when a host is set, else log (dev) or none."""
-        if self.mail_backend is not None:
-            return self.mail_backend
-        if self.smtp_host:
-            return "smtp"
-        return "log" if self.is_dev else "none"
-
-    @property
     def rate_limiter(self) -> Literal["database", "redis", "memory"]:
         """Where limit counters live: as configured, else Redis when a host is set, else the database.
 
@@ -344,13 +267,6 @@ class Settings(BaseSettings):
         if self.rate_limit_backend is not None:
             return self.rate_limit_backend
         return "redis" if self.redis_host else "database"
-
-    @property
-    def register_reveals_existing(self) -> bool:
-        """Whether sign-up (without email verification) answers 409 for a registered address."""
-        if self.auth_register_reveals_existing is not None:
-            return self.auth_register_reveals_existing
-        return self.is_dev
 
     @property
     def database(self) -> DatabaseConfig:
@@ -380,6 +296,23 @@ class Settings(BaseSettings):
         if not self.is_dev:  # pragma: no cover - the validator refuses this earlier
             raise ConfigError("JWT_SECRET is required outside dev mode")
         return _persisted_secret(self.data_dir / _SECRET_FILE)
+
+
+def section(settings: KernelSettings, cls: type[S]) -> S:
+    """``settings`` as the module section ``cls`` (the composed settings are every section at once)."""
+    if not isinstance(settings, cls):
+        raise ConfigError(
+            f"the settings ({type(settings).__name__}) lack the {cls.__name__} section: "
+            "compose it into Settings in apprun/modules.py"
+        )
+    return settings
+
+
+def own_fields(cls: type[KernelSettings]) -> list[str]:
+    """The fields a section declares itself (the kernel's, for `KernelSettings`)."""
+    if cls is KernelSettings:
+        return list(KernelSettings.model_fields)
+    return [name for name in cls.model_fields if name not in KernelSettings.model_fields]
 
 
 def _parse_database_url(url: str, data_dir: Path) -> DatabaseConfig:
@@ -439,12 +372,10 @@ def _persisted_secret(path: Path) -> str:
         tmp.unlink(missing_ok=True)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings, turning validation failures into one clear `ConfigError`."""
-    from pydantic import ValidationError
-
+def load(cls: type[S], **overrides: Any) -> S:
+    """Read the settings ``cls``, turning validation failures into one clear `ConfigError`."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -454,32 +385,42 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("; ".join(lines)) from None
 
 
-_SECRET_FIELDS = {"jwt_secret", "db_password", "database_url", "s3_access_key", "s3_secret_key", "smtp_password"}
-
-
-def masked_settings(settings: Settings) -> dict[str, str]:
+def masked_settings(settings: KernelSettings) -> dict[str, str]:
     """Every setting as ``ENV_NAME -> value``, with secrets masked."""
-    out: dict[str, str] = {}
+    return {key: value for group in masked_sections(settings).values() for key, value in group.items()}
+
+
+def masked_sections(
+    settings: KernelSettings, sections: Mapping[str, type[KernelSettings]] | None = None
+) -> dict[str, dict[str, str]]:
+    """Every setting as ``ENV_NAME -> value`` with secrets masked, grouped by section.
+
+    ``sections`` names the module sections composed into ``settings`` (module
+    name -> section class); the kernel's own settings come first, as
+    ``kernel``. A field no section claims is shown under ``kernel``.
+    """
+    groups: dict[str, dict[str, str]] = {"kernel": {}}
+    owner = {name: section_name for section_name, cls in (sections or {}).items() for name in own_fields(cls)}
     for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if name in _SECRET_FIELDS:
-            if value is None:
-                shown = "(unset)"
-            elif name == "database_url":
-                shown = _mask_url_password(value.get_secret_value())
-            else:
-                shown = "********"
-        elif value is None:
-            shown = "(unset)"
-        elif isinstance(value, list):
-            shown = ",".join(str(v) for v in value) or "(empty)"
-        else:
-            shown = str(value)
-        out[name.upper()] = shown
+        groups.setdefault(owner.get(name, "kernel"), {})[name.upper()] = _shown(name, getattr(settings, name))
+    kernel = groups["kernel"]
     if settings.jwt_secret is None:
-        out["JWT_SECRET"] = f"(generated, kept in {settings.data_dir / _SECRET_FILE})" if settings.is_dev else "(unset)"
-    out["(database)"] = settings.database.describe()
-    return out
+        kernel["JWT_SECRET"] = (
+            f"(generated, kept in {settings.data_dir / _SECRET_FILE})" if settings.is_dev else "(unset)"
+        )
+    kernel["(database)"] = settings.database.describe()
+    return groups
+
+
+def _shown(name: str, value: Any) -> str:
+    # Masked by type: a secret of a module's section is masked without being listed here.
+    if isinstance(value, SecretStr):
+        return _mask_url_password(value.get_secret_value()) if name == "database_url" else "********"
+    if value is None:
+        return "(unset)"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "(empty)"
+    return str(value)
 
 
 def _mask_url_password(url: str) -> str:

@@ -30,6 +30,11 @@ class RequestContext:
     trace_id: str | None = None
     user_id: str | None = None
     tenant_id: str | None = None
+    #: The tenant an anonymous caller names with ``X-Tenant-Id`` (for the data API's ``public`` rules), as
+    #: the kernel middleware read it once: a tenant id in lower case, ``""`` when the header holds no UUID
+    #: (400 ``data.invalid_tenant_header`` where it would be used, so it is refused only there), None
+    #: without the header.
+    requested_tenant: str | None = None
     roles: tuple[str, ...] = ()
     auth_method: AuthMethod = "anonymous"
     session_id: str | None = None

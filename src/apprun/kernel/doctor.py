@@ -1,8 +1,10 @@
 """`apprun doctor`: is every configured dependency reachable, and if not, what to do.
 
 Each check speaks just enough of the dependency's protocol to know it is the
-right thing answering: SQL for the database, NATS's ``INFO`` greeting, Redis's
-``PONG``, an HTTP reply from S3, a TCP handshake with Temporal's gRPC port.
+right thing answering: SQL for the database, Redis's ``PONG``. The kernel
+checks its own dependencies (data dir, secret, database, Redis); each enabled
+module adds the checks of the engines it is configured with (its
+``doctor_checks``: the events module checks NATS's ``INFO`` greeting).
 Dependencies that are not configured are not checked.
 """
 
@@ -10,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpx
-
-from apprun.kernel.config import Settings
+from apprun.kernel.config import KernelSettings
 from apprun.kernel.db import create_database
 from apprun.kernel.db.migrate import migration_state
 
-__all__ = ["DoctorResult", "run_checks"]
+__all__ = ["DoctorResult", "greeting", "run_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class DoctorResult:
     required: bool = True
 
 
-async def _data_dir(settings: Settings) -> DoctorResult:
+async def _data_dir(settings: KernelSettings) -> DoctorResult:
     path = settings.data_dir
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ async def _data_dir(settings: Settings) -> DoctorResult:
         return DoctorResult("data dir", False, f"{path}: {exc.strerror}", "make APPRUN_DATA_DIR writable")
 
 
-async def _database(settings: Settings) -> DoctorResult:
+async def _database(settings: KernelSettings) -> DoctorResult:
     db = create_database(settings)
     name = f"database ({db.dialect})"
     try:
@@ -72,7 +72,8 @@ async def _database(settings: Settings) -> DoctorResult:
     return DoctorResult(name, True, f"{db.describe()}, {latency * 1000:.1f} ms, schema {state.current}", "")
 
 
-async def _greeting(host: str, port: int, send: bytes | None, wait: float = 2.0) -> bytes:
+async def greeting(host: str, port: int, send: bytes | None, wait: float = 2.0) -> bytes:
+    """The first line a TCP server answers (after ``send``, if given): enough to know what is listening."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
     try:
         if send:
@@ -83,25 +84,10 @@ async def _greeting(host: str, port: int, send: bytes | None, wait: float = 2.0)
         writer.close()
 
 
-async def _nats(settings: Settings) -> DoctorResult:
-    url = settings.pubsub_nats_url.split(",")[0]
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
-    try:
-        line = await _greeting(host, port, None)
-    except (OSError, TimeoutError) as exc:
-        return DoctorResult(
-            "bus (NATS)", False, f"{host}:{port}: {exc}", "start nats-server -js, or fix PUBSUB_NATS_URL"
-        )
-    if not line.startswith(b"INFO "):
-        return DoctorResult("bus (NATS)", False, f"{host}:{port} is not a NATS server", "fix PUBSUB_NATS_URL")
-    return DoctorResult("bus (NATS)", True, f"{host}:{port}", "")
-
-
-async def _redis(settings: Settings) -> DoctorResult:
+async def _redis(settings: KernelSettings) -> DoctorResult:
     host, port = settings.redis_host or "127.0.0.1", settings.redis_port
     try:
-        line = await _greeting(host, port, b"PING\r\n")
+        line = await greeting(host, port, b"PING\r\n")
     except (OSError, TimeoutError) as exc:
         return DoctorResult("redis", False, f"{host}:{port}: {exc}", "start redis-server, or fix REDIS_HOST/REDIS_PORT")
     ok = line.startswith(b"+PONG")
@@ -109,29 +95,7 @@ async def _redis(settings: Settings) -> DoctorResult:
     return DoctorResult("redis", ok, detail, "" if ok else "check Redis authentication and REDIS_HOST")
 
 
-async def _temporal(settings: Settings) -> DoctorResult:
-    target = settings.temporal_host or ""
-    host, _, port_s = target.rpartition(":")
-    try:
-        port = int(port_s)
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", port), 2.0)
-        writer.close()
-    except (OSError, TimeoutError, ValueError) as exc:
-        return DoctorResult("temporal", False, f"{target}: {exc}", "start Temporal, or fix TEMPORAL_HOST (host:port)")
-    return DoctorResult("temporal", True, f"{target} accepts connections", "")
-
-
-async def _s3(settings: Settings) -> DoctorResult:
-    endpoint = settings.s3_endpoint or ""
-    try:
-        async with httpx.AsyncClient(timeout=3.0) as client:
-            reply = await client.get(endpoint)
-    except (httpx.HTTPError, ValueError) as exc:
-        return DoctorResult("storage (S3)", False, f"{endpoint}: {exc}", "start the S3 store, or fix S3_ENDPOINT")
-    return DoctorResult("storage (S3)", True, f"{endpoint} answers HTTP {reply.status_code}", "")
-
-
-async def _secret(settings: Settings) -> DoctorResult:
+async def _secret(settings: KernelSettings) -> DoctorResult:
     if settings.jwt_secret is not None:
         return DoctorResult("JWT secret", True, "from JWT_SECRET", "")
     path = settings.data_dir / "jwt_secret"
@@ -140,15 +104,12 @@ async def _secret(settings: Settings) -> DoctorResult:
     return DoctorResult("JWT secret", True, f"generated, kept in {path}", "", required=False)
 
 
-async def run_checks(settings: Settings) -> list[DoctorResult]:
-    """Every check that applies to this configuration, run concurrently."""
-    checks = [_data_dir(settings), _secret(settings), _database(settings)]
-    if settings.pubsub_backend == "nats":
-        checks.append(_nats(settings))
+async def run_checks(
+    settings: KernelSettings, extra: Sequence[Callable[[], Awaitable[DoctorResult]]] = ()
+) -> list[DoctorResult]:
+    """The kernel's checks that apply to this configuration, then ``extra`` (the modules'), run concurrently."""
+    checks: list[Awaitable[DoctorResult]] = [_data_dir(settings), _secret(settings), _database(settings)]
     if settings.redis_host:
         checks.append(_redis(settings))
-    if settings.temporal_host:
-        checks.append(_temporal(settings))
-    if settings.storage_backend == "s3":
-        checks.append(_s3(settings))
+    checks.extend(check() for check in extra)
     return list(await asyncio.gather(*checks))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from apprun.kernel.logging import get_logger
 
-__all__ = ["CheckResult", "HealthRegistry", "HealthReport", "Status"]
+__all__ = ["CheckFn", "CheckResult", "HealthRegistry", "HealthReport", "Status"]
 
 Status = Literal["UP", "DEGRADED", "DOWN"]
 CheckFn = Callable[[], Awaitable[str | None]]

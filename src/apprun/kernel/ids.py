@@ -11,10 +11,14 @@ inserted together keep their order when sorted by id.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 
-__all__ = ["new_id"]
+__all__ = ["UUID_TEXT", "canonical_uuid", "new_id"]
+
+#: A UUID as text: the 8-4-4-4-12 hexadecimal form, any version (the nil UUID too), either case.
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _last = [0]
 
@@ -33,3 +37,8 @@ def new_id() -> str:
         value = _last[0] + 1
     _last[0] = value
     return str(uuid.UUID(int=value))
+
+
+def canonical_uuid(text: str) -> str | None:
+    """``text`` as a UUID in its canonical lower case, or None when it is not one (`UUID_TEXT`)."""
+    return text.lower() if UUID_TEXT.fullmatch(text) else None

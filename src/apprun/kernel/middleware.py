@@ -6,7 +6,8 @@ from ``X-Request-ID`` when well-formed, else generated, always echoed), the
 `RequestContext` with the negotiated locale, the trace span, an early 413 for
 a declared body over the limit, security headers, the Prometheus sample and
 the JSON access-log line. It is written against raw ASGI because it runs on
-every request.
+every request. `KernelMiddleware.__call__` is the list of those steps, in
+order; each is a small function or method below.
 """
 
 from __future__ import annotations
@@ -16,25 +17,28 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from litestar.enums import ScopeType
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from apprun.kernel import tracing
 from apprun.kernel.context import SCOPE_KEY, RequestContext, reset_current, set_current
 from apprun.kernel.errors import PayloadTooLarge
+from apprun.kernel.ids import canonical_uuid
 from apprun.kernel.logging import get_logger
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+    from opentelemetry.context import Context
 
     from apprun.kernel.runtime import Runtime
 
-__all__ = ["KernelMiddleware", "client_ip"]
+__all__ = ["KernelMiddleware", "client_ip", "requested_tenant"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -86,6 +90,144 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Iterable[Any
     return hops[0] if hops else peer
 
 
+def requested_tenant(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """``X-Tenant-Id`` as `RequestContext.requested_tenant` holds it: the tenant id, ``""`` when it is not a UUID.
+
+    Not refused here: the header matters only to an anonymous caller of a
+    ``public`` rule, so a stray one elsewhere is ignored, as it always was.
+    """
+    for name, value in headers:
+        if name == b"x-tenant-id":
+            text = value.decode("latin-1")
+            return (canonical_uuid(text.strip()) or "") if text else None
+    return None
+
+
+class _Headers(NamedTuple):
+    """The request headers the middleware reads."""
+
+    request_id: str | None
+    accept_language: str | None
+    content_length: bytes | None
+    traceparent: str | None
+    forwarded_for: str | None
+
+
+def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> _Headers:
+    """The headers the middleware needs, in one pass over the raw list (it runs on every request)."""
+    request_id = accept_language = content_length = traceparent = forwarded = None
+    for name, value in raw:
+        if name == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif name == b"accept-language":
+            accept_language = value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = value
+        elif name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+    return _Headers(request_id, accept_language, content_length, traceparent, forwarded)
+
+
+def _request_id(given: str | None) -> str:
+    """The client's ``X-Request-ID`` when well-formed (it ends up in logs), else a fresh one."""
+    if given is None or not _REQUEST_ID.match(given):
+        return os.urandom(16).hex()
+    return given
+
+
+class _ServerSpan:
+    """The request's server span, attached as the current OpenTelemetry context until it ends."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span, token: Token[Context]) -> None:
+        self.span = span
+        self.token = token
+
+    def end(self, method: str, route: str, status: int) -> None:
+        # Named after the route only now: the router matches it after the span began.
+        self.span.update_name(f"{method} {route}")
+        self.span.set_attribute("http.route", route)
+        self.span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self.span.set_status(Status(StatusCode.ERROR))
+        self.span.end()
+        otel_context.detach(self.token)
+
+
+def _start_span(scope: HTTPScope, traceparent: str | None, ctx: RequestContext) -> _ServerSpan | None:
+    """The server span when tracing is on (continuing the caller's ``traceparent``); sets ``ctx.trace_id``.
+
+    With tracing off, the caller's trace id is still kept for the logs.
+    """
+    if not tracing.enabled():
+        if traceparent and (m := _TRACEPARENT.match(traceparent)):
+            ctx.trace_id = m.group(1)
+        return None
+    carrier = {"traceparent": traceparent} if traceparent else {}
+    span = tracing.tracer().start_span(
+        f"{scope['method']} {_UNMATCHED}",
+        context=propagate.extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    ctx.trace_id = format(span.get_span_context().trace_id, "032x")
+    return _ServerSpan(span, token)
+
+
+def _bind(ctx: RequestContext) -> Token[RequestContext | None]:
+    """Make ``ctx`` the current context, and its ids part of every log line, while the request runs."""
+    token = set_current(ctx)
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, trace_id=ctx.trace_id)
+    return token
+
+
+def _unbind(token: Token[RequestContext | None]) -> None:
+    structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+    reset_current(token)
+
+
+class _Reply:
+    """The ``send`` the application gets: notes the status and adds the kernel's response headers."""
+
+    __slots__ = ("extra_headers", "send", "status")
+
+    def __init__(self, send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.extra_headers = extra_headers
+        #: What the metrics and the access log say when no response was started.
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = list(message.get("headers", ()))
+            is_html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            headers.extend(self.extra_headers)
+            if not is_html:
+                headers.append(_API_CSP)
+            message["headers"] = headers
+        await self.send(message)
+
+
+def _log_access(scope: HTTPScope, route: str, status: int, duration: float, ctx: RequestContext) -> None:
+    """The JSON access-log line of the request."""
+    _access.info(
+        "http_request",
+        method=scope["method"],
+        route=route,
+        path=scope["path"],
+        status=status,
+        duration_ms=round(duration * 1000, 3),
+        tenant_id=ctx.tenant_id,
+        user_id=ctx.user_id,
+        client_ip=ctx.client_ip,
+    )
+
+
 class KernelMiddleware:
     """Wraps the whole application; see the module docstring."""
 
@@ -104,96 +246,53 @@ class KernelMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = accept_language = content_length = traceparent = forwarded = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"accept-language":
-                accept_language = value.decode("latin-1")
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"traceparent":
-                traceparent = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded = value.decode("latin-1")
-        if request_id is None or not _REQUEST_ID.match(request_id):
-            request_id = os.urandom(16).hex()
+        headers = _read_headers(scope["headers"])
+        ctx = self._context(scope, headers)
+        server_span = _start_span(scope, headers.traceparent, ctx)
+        ctx_token = _bind(ctx)
+        reply = _Reply(send, [(b"x-request-id", ctx.request_id.encode()), *self.security_headers])
+        try:
+            await self._serve(scope, receive, reply, headers.content_length, ctx)
+        finally:
+            duration = time.perf_counter() - start
+            route = scope.get("path_template") or _UNMATCHED
+            self._observe(scope["method"], route, reply.status, duration)
+            if server_span is not None:
+                server_span.end(scope["method"], route, reply.status)
+            _log_access(scope, route, reply.status, duration, ctx)
+            _unbind(ctx_token)
+
+    def _context(self, scope: Scope, headers: _Headers) -> RequestContext:
+        """The request's `RequestContext`, stored in the scope for the handlers."""
         peer = scope.get("client")
         ctx = RequestContext(
-            request_id=request_id,
-            locale=self.translator.negotiate(accept_language),
-            client_ip=client_ip(peer[0] if peer else None, forwarded, self.trusted),
+            request_id=_request_id(headers.request_id),
+            locale=self.translator.negotiate(headers.accept_language),
+            client_ip=client_ip(peer[0] if peer else None, headers.forwarded_for, self.trusted),
+            requested_tenant=requested_tenant(scope["headers"]),
         )
         scope[SCOPE_KEY] = ctx  # type: ignore[literal-required]
+        return ctx
 
-        span = None
-        otel_token = None
-        if tracing.enabled():
-            carrier = {"traceparent": traceparent} if traceparent else {}
-            span = tracing.tracer().start_span(
-                f"{scope['method']} {_UNMATCHED}",
-                context=propagate.extract(carrier),
-                kind=SpanKind.SERVER,
-                attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
-            )
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
-            ctx.trace_id = format(span.get_span_context().trace_id, "032x")
-        elif traceparent and (m := _TRACEPARENT.match(traceparent)):
-            ctx.trace_id = m.group(1)
-
-        ctx_token = set_current(ctx)
-        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=ctx.trace_id)
-        status = 500
-        extra_headers = [(b"x-request-id", request_id.encode()), *self.security_headers]
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-                is_html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-                headers.extend(extra_headers)
-                if not is_html:
-                    headers.append(_API_CSP)
-                message["headers"] = headers
-            await send(message)
-
+    async def _serve(
+        self, scope: Scope, receive: Receive, reply: _Reply, content_length: bytes | None, ctx: RequestContext
+    ) -> None:
+        """The application, or an early 413 for a declared body over the limit; counted as in flight meanwhile."""
         if self.metrics is not None:
             self.metrics.http_in_flight.inc()
         try:
             if content_length is not None and content_length.isdigit() and int(content_length) > self.max_body:
-                await self._reject(PayloadTooLarge(params={"limit": self.max_body}), ctx, send_wrapper)
+                await self._reject(PayloadTooLarge(params={"limit": self.max_body}), ctx, reply)
             else:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive, reply)
         finally:
-            duration = time.perf_counter() - start
-            route = scope.get("path_template") or _UNMATCHED
-            method = scope["method"]
             if self.metrics is not None:
                 self.metrics.http_in_flight.dec()
-                self.metrics.observe_request(method, route, status, duration)
-            if span is not None:
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                span.end()
-                if otel_token is not None:
-                    otel_context.detach(otel_token)
-            _access.info(
-                "http_request",
-                method=method,
-                route=route,
-                path=scope["path"],
-                status=status,
-                duration_ms=round(duration * 1000, 3),
-                tenant_id=ctx.tenant_id,
-                user_id=ctx.user_id,
-                client_ip=ctx.client_ip,
-            )
-            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
-            reset_current(ctx_token)
+
+    def _observe(self, method: str, route: str, status: int, duration: float) -> None:
+        """The Prometheus sample of the request."""
+        if self.metrics is not None:
+            self.metrics.observe_request(method, route, status, duration)
 
     async def _reject(self, error: PayloadTooLarge, ctx: RequestContext, send: Send) -> None:
         from apprun.kernel.http_errors import error_body

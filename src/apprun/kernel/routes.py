@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
 
 from apprun import __version__
 from apprun.kernel.metrics import CONTENT_TYPE_LATEST
+from apprun.kernel.module import OpenApiExtender
 from apprun.kernel.runtime import Runtime
 
 __all__ = ["kernel_routes"]
@@ -42,35 +45,55 @@ async def metrics(state: State) -> Response[bytes]:
     return Response(_runtime(state).metrics.render(), media_type=CONTENT_TYPE_LATEST.split("; charset")[0])
 
 
-@get("/api/v1/system/info", tags=["system"], summary="Version, mode and schema revision")
-async def system_info(state: State) -> dict[str, Any]:
-    runtime = _runtime(state)
-    async with runtime.db.read() as conn:
-        rows = await conn.fetch("SELECT key, value FROM apprun_meta WHERE key IN ('installed_at', 'instance_id')")
-        revision = await conn.fetchval("SELECT version_num FROM apprun_schema_version")
-    facts = {row["key"]: row["value"] for row in rows}
-    return {
-        "name": "apprun",
-        "version": __version__,
-        "env": runtime.settings.apprun_env,
-        "database": {"dialect": runtime.db.dialect, "schema_revision": revision},
-        "installed_at": facts.get("installed_at"),
-        "instance_id": facts.get("instance_id"),
-    }
+def _system_info(modules: Sequence[str]) -> HTTPRouteHandler:
+    enabled = list(modules)
+
+    @get("/api/v1/system/info", tags=["system"], summary="Version, mode, schema revision and enabled modules")
+    async def system_info(state: State) -> dict[str, Any]:
+        runtime = _runtime(state)
+        async with runtime.db.read() as conn:
+            rows = await conn.fetch("SELECT key, value FROM apprun_meta WHERE key IN ('installed_at', 'instance_id')")
+            revision = await conn.fetchval("SELECT version_num FROM apprun_schema_version")
+        facts = {row["key"]: row["value"] for row in rows}
+        return {
+            "name": "apprun",
+            "version": __version__,
+            "env": runtime.settings.apprun_env,
+            "database": {"dialect": runtime.db.dialect, "schema_revision": revision},
+            "installed_at": facts.get("installed_at"),
+            "instance_id": facts.get("instance_id"),
+            "modules": enabled,
+        }
+
+    return system_info
 
 
-@get("/openapi.json", tags=["system"], summary="The OpenAPI document", include_in_schema=False)
-async def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """The application's document, extended by modules whose endpoints are data (collections)."""
-    document = request.app.openapi_schema.to_schema()
-    for extend in getattr(request.app.state, "openapi_extenders", ()):
-        document = await extend(document)
-    return Response(document, media_type="application/vnd.oai.openapi+json")
+def _openapi_json(extenders: Sequence[OpenApiExtender]) -> HTTPRouteHandler:
+    extend_all = tuple(extenders)
+
+    @get("/openapi.json", tags=["system"], summary="The OpenAPI document", include_in_schema=False)
+    async def openapi_json(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        """The application's document, extended by modules whose endpoints are data (collections)."""
+        document = request.app.openapi_schema.to_schema()
+        for extend in extend_all:
+            document = await extend(document)
+        return Response(document, media_type="application/vnd.oai.openapi+json")
+
+    return openapi_json
 
 
-def kernel_routes(*, metrics_enabled: bool = True) -> list[Any]:
-    """The kernel's handlers (``/metrics`` only when metrics are enabled)."""
-    routes: list[Any] = [health_check, alive, system_info, openapi_json]
+def kernel_routes(
+    *,
+    metrics_enabled: bool = True,
+    modules: Sequence[str] = (),
+    openapi_extenders: Sequence[OpenApiExtender] = (),
+) -> list[Any]:
+    """The kernel's handlers (``/metrics`` only when metrics are enabled).
+
+    ``modules`` are the enabled modules' names (system info lists them);
+    ``openapi_extenders`` rewrite ``/openapi.json`` in order.
+    """
+    routes: list[Any] = [health_check, alive, _system_info(modules), _openapi_json(openapi_extenders)]
     if metrics_enabled:
         routes.append(metrics)
     return routes

@@ -5,7 +5,8 @@ the database pool (waiting up to ``DB_BOOT_WAIT`` seconds for the database),
 schema migrations (dev mode, or ``APPRUN_AUTO_MIGRATE=true``), the health
 checks and the metrics sampler. `Runtime.stop` runs at shutdown — after the
 server has finished the requests in flight — and closes them in reverse.
-Modules add their own resources with `on_start`/`on_stop` hooks.
+Modules add their own resources with `on_start`/`on_stop` hooks (the
+assembly in kernel/modules.py registers every module's start and stop).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from apprun.kernel import tracing
-from apprun.kernel.config import Settings
+from apprun.kernel.config import KernelSettings
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.migrate import migration_state, upgrade
 from apprun.kernel.errors import ApiError
@@ -29,7 +30,16 @@ from apprun.kernel.i18n import Translator, translator
 from apprun.kernel.logging import get_logger
 from apprun.kernel.metrics import Metrics
 
-__all__ = ["BootError", "Runtime", "migrate_or_check", "preflight", "wait_for_database"]
+__all__ = [
+    "STOP_TIMEOUT",
+    "BootError",
+    "Hook",
+    "Runtime",
+    "migrate_or_check",
+    "preflight",
+    "stop_step",
+    "wait_for_database",
+]
 
 _log = get_logger("apprun.runtime")
 
@@ -90,7 +100,7 @@ async def wait_for_database(db: Database, boot_wait: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def migrate_or_check(settings: Settings) -> None:
+async def migrate_or_check(settings: KernelSettings) -> None:
     """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at head."""
     config = settings.database
     if settings.auto_migrate:
@@ -105,7 +115,7 @@ async def migrate_or_check(settings: Settings) -> None:
         )
 
 
-async def preflight(settings: Settings) -> None:
+async def preflight(settings: KernelSettings) -> None:
     """What every worker checks at start, done once before they start, so a
     broken setup fails with one clear message instead of one per worker."""
     db = create_database(settings)
@@ -121,7 +131,8 @@ async def preflight(settings: Settings) -> None:
 class Runtime:
     """Settings plus the live resources built from them."""
 
-    settings: Settings
+    #: The composed settings (every enabled module's section); modules read theirs with `section`.
+    settings: KernelSettings
     translator: Translator = field(default_factory=translator)
     metrics: Metrics = field(default_factory=Metrics)
     health: HealthRegistry = field(default_factory=HealthRegistry)

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from apprun.kernel.config import Settings
+    from apprun.kernel.config import KernelSettings
 
 __all__ = ["db_span", "enabled", "setup_tracing", "shutdown_tracing", "tracer"]
 
@@ -40,7 +40,7 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("apprun")
 
 
-def setup_tracing(settings: Settings) -> TracerProvider | None:
+def setup_tracing(settings: KernelSettings) -> TracerProvider | None:
     """Install a tracer provider exporting to the OTLP endpoint, if one is set.
 
     Called in each worker's startup (never before a fork: the batch

@@ -12,7 +12,6 @@ bumps the tenant's ``policy_version`` in the same transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from apprun.kernel.context import RequestContext
@@ -23,18 +22,11 @@ from apprun.kernel.times import isoformat, to_datetime, utcnow
 from apprun.rbac.enforcer import AssignmentSource, Decision, TenantEnforcers
 from apprun.rbac.model import ACTIONS, BUILTIN_POLICIES, BUILTIN_ROLES, valid_object, valid_role_name
 
-__all__ = ["Decision", "Rbac", "RoleView"]
+__all__ = ["Decision", "Rbac"]
 
 #: Keys of ``RequestContext.extra`` the auth layer fills.
 POLICY_VERSION = "policy_version"
 PLATFORM_ADMIN = "platform_admin"
-
-
-@dataclass(frozen=True, slots=True)
-class RoleView:
-    name: str
-    description: str | None
-    builtin: bool
 
 
 def subject_of(ctx: RequestContext) -> str:

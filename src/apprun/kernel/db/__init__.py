@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from apprun.kernel.db.port import Connection, Database, Dialect, PoolStats, Row
 
 if TYPE_CHECKING:
-    from apprun.kernel.config import Settings
+    from apprun.kernel.config import KernelSettings
 
 __all__ = ["Connection", "Database", "Dialect", "PoolStats", "Row", "create_database"]
 
 
-def create_database(settings: Settings) -> Database:
+def create_database(settings: KernelSettings) -> Database:
     """The adapter for the configured database (not opened yet)."""
     config = settings.database
     if config.dialect == "sqlite":

@@ -248,10 +248,6 @@ class _SQLiteConnection:
         else:
             self._after_commit.append(callback)
 
-    async def script(self, sql: str) -> None:
-        """Run several statements (DDL); used by tests and the data module's DDL."""
-        await self._run(sql, self._raw.executescript)
-
     def close(self) -> None:
         self._raw.close()
 

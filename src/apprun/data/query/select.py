@@ -1,13 +1,13 @@
 """``select=`` of the PostgREST query grammar: columns, JSON paths, casts, aggregates and embeds.
 
-See `apprun.data.query_grammar` for the grammar and the decisions taken where
-PostgREST is loose; names, JSON paths and casts are read by `query_lexer`.
+See `apprun.data.query.grammar` for the grammar and the decisions taken where
+PostgREST is loose; names, JSON paths and casts are read by `apprun.data.query.lexer`.
 """
 
 from __future__ import annotations
 
-from apprun.data.query_ast import AGGREGATES, Embed, FieldPath, SelectField, SelectItem, Star
-from apprun.data.query_lexer import (
+from apprun.data.query.ast import AGGREGATES, Embed, FieldPath, SelectField, SelectItem, Star
+from apprun.data.query.lexer import (
     DEFAULT_MAX_DEPTH,
     WORD,
     Cursor,

@@ -1,8 +1,8 @@
 """Filters of the PostgREST query grammar: ``column=[not.]op[(modifier)].value`` and ``and``/``or`` trees.
 
-See `apprun.data.query_grammar` for the grammar and the decisions taken where
+See `apprun.data.query.grammar` for the grammar and the decisions taken where
 PostgREST is loose (``in`` lists, ``any``/``all`` arrays, values inside
-``and``/``or``); column names and JSON paths are read by `query_lexer`.
+``and``/``or``); column names and JSON paths are read by `apprun.data.query.lexer`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import NoReturn
 
-from apprun.data.query_ast import FILTER_OPS, BoolExpr, Condition, FieldPath, Filter
-from apprun.data.query_lexer import (
+from apprun.data.query.ast import FILTER_OPS, BoolExpr, Condition, FieldPath, Filter
+from apprun.data.query.lexer import (
     DEFAULT_MAX_DEPTH,
     WORD,
     WS,

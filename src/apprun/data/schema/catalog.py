@@ -29,11 +29,11 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from apprun.data.ddl import Change, apply_changes, plan_create, plan_drop, render_sql
-from apprun.data.diff import diff
-from apprun.data.model import CollectionDef
-from apprun.data.validation import NOW, validate_value
-from apprun.kernel.config import Settings
+from apprun.data.schema.ddl import Change, apply_changes, plan_create, plan_drop, render_sql
+from apprun.data.schema.diff import diff
+from apprun.data.schema.model import CollectionDef
+from apprun.data.schema.validation import NOW, validate_value
+from apprun.data.settings import DataSettings
 from apprun.kernel.db import Database
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, NotFound
 from apprun.kernel.ids import new_id
@@ -45,7 +45,7 @@ __all__ = ["ApplyResult", "Catalog", "parse_definition"]
 #: Tries at setting up the data role before apprun refuses to start.
 _ROLE_ATTEMPTS = 5
 
-_log = get_logger("apprun.data.catalog")
+_log = get_logger("apprun.data.schema.catalog")
 _PG_DDL_LOCK = 0x61707072756E04
 
 
@@ -116,7 +116,7 @@ def _stored(collection: CollectionDef) -> str:
 
 
 class Catalog:
-    def __init__(self, settings: Settings, db: Database, *, refresh_every: float = 1.0) -> None:
+    def __init__(self, settings: DataSettings, db: Database, *, refresh_every: float = 1.0) -> None:
         self.settings = settings
         self.db = db
         self.dialect = db.dialect
@@ -326,65 +326,15 @@ class Catalog:
             if dialect == "postgres":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_DDL_LOCK})
             apply_changes(conn, changes, dialect)
-            version = (
-                int(
-                    conn.execute(
-                        sa.text(
-                            "SELECT coalesce(max(version), 0) FROM apprun_collection_history WHERE collection = :n"
-                        ),
-                        {"n": collection.name},
-                    ).scalar_one()
-                )
-                + 1
-            )
+            version = _next_version(conn, collection.name)
             ts = now if dialect == "postgres" else now.isoformat(timespec="microseconds")
-            if drop:
-                conn.execute(sa.text("DELETE FROM apprun_collections WHERE name = :n"), {"n": collection.name})
-            else:
-                updated = conn.execute(
-                    sa.text(
-                        "UPDATE apprun_collections SET definition = :d, version = :v, updated_by = :a, "
-                        "updated_at = :t WHERE name = :n"
-                    ),
-                    {"d": stored, "v": version, "a": actor, "t": ts, "n": collection.name},
-                ).rowcount
-                if not updated:
-                    conn.execute(
-                        sa.text(
-                            "INSERT INTO apprun_collections (name, definition, version, updated_by, created_at, "
-                            "updated_at) VALUES (:n, :d, :v, :a, :t, :t)"
-                        ),
-                        {"n": collection.name, "d": stored, "v": version, "a": actor, "t": ts},
-                    )
-            conn.execute(
-                sa.text(
-                    "INSERT INTO apprun_collection_history (id, collection, version, operation, changes, definition, "
-                    "applied_by, applied_at) VALUES (:i, :c, :v, :o, :ch, :d, :a, :t)"
-                ),
-                {
-                    "i": new_id(),
-                    "c": collection.name,
-                    "v": version,
-                    "o": operation,
-                    "ch": json.dumps(described),
-                    "d": None if drop else stored,
-                    "a": actor,
-                    "t": ts,
-                },
-            )
-            # Every process compares this counter with the one it loaded.
-            bumped = conn.execute(
-                sa.text(
-                    "UPDATE apprun_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), updated_at = :t "
-                    "WHERE key = 'collections_version'"
-                ),
-                {"t": ts},
-            ).rowcount
-            if not bumped:
-                conn.execute(
-                    sa.text("INSERT INTO apprun_meta (key, value, updated_at) VALUES ('collections_version', '1', :t)"),
-                    {"t": ts},
-                )
+            definition = None if drop else stored
+            _store_definition(conn, collection.name, definition, version=version, actor=actor, ts=ts)
+            _record_history(
+                conn, collection.name, definition, version=version, operation=operation, described=described,
+                actor=actor, ts=ts,
+            )  # fmt: skip
+            _bump_catalog_version(conn, ts)
             return version
 
         engine = self._sa_engine()
@@ -421,3 +371,71 @@ class Catalog:
             }
             for r in rows
         ]
+
+
+# --- the catalog's own rows, written in the migration's transaction ------------------------------
+def _next_version(conn: sa.Connection, name: str) -> int:
+    sql = "SELECT coalesce(max(version), 0) FROM apprun_collection_history WHERE collection = :n"
+    return int(conn.execute(sa.text(sql), {"n": name}).scalar_one()) + 1
+
+
+def _store_definition(
+    conn: sa.Connection, name: str, definition: str | None, *, version: int, actor: str | None, ts: Any
+) -> None:
+    """The collection's current definition (``None``: it was dropped)."""
+    if definition is None:
+        conn.execute(sa.text("DELETE FROM apprun_collections WHERE name = :n"), {"n": name})
+        return
+    updated = conn.execute(
+        sa.text(
+            "UPDATE apprun_collections SET definition = :d, version = :v, updated_by = :a, "
+            "updated_at = :t WHERE name = :n"
+        ),
+        {"d": definition, "v": version, "a": actor, "t": ts, "n": name},
+    ).rowcount
+    if not updated:
+        conn.execute(
+            sa.text(
+                "INSERT INTO apprun_collections (name, definition, version, updated_by, created_at, "
+                "updated_at) VALUES (:n, :d, :v, :a, :t, :t)"
+            ),
+            {"n": name, "d": definition, "v": version, "a": actor, "t": ts},
+        )
+
+
+def _record_history(
+    conn: sa.Connection, name: str, definition: str | None, *, version: int, operation: str,
+    described: list[dict[str, Any]], actor: str | None, ts: Any,
+) -> None:  # fmt: skip
+    conn.execute(
+        sa.text(
+            "INSERT INTO apprun_collection_history (id, collection, version, operation, changes, definition, "
+            "applied_by, applied_at) VALUES (:i, :c, :v, :o, :ch, :d, :a, :t)"
+        ),
+        {
+            "i": new_id(),
+            "c": name,
+            "v": version,
+            "o": operation,
+            "ch": json.dumps(described),
+            "d": definition,
+            "a": actor,
+            "t": ts,
+        },
+    )
+
+
+def _bump_catalog_version(conn: sa.Connection, ts: Any) -> None:
+    """Every process compares this counter with the one it loaded (see `Catalog._fresh`)."""
+    bumped = conn.execute(
+        sa.text(
+            "UPDATE apprun_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), updated_at = :t "
+            "WHERE key = 'collections_version'"
+        ),
+        {"t": ts},
+    ).rowcount
+    if not bumped:
+        conn.execute(
+            sa.text("INSERT INTO apprun_meta (key, value, updated_at) VALUES ('collections_version', '1', :t)"),
+            {"t": ts},
+        )

@@ -15,10 +15,20 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from apprun.data.model import CollectionDef, FieldDef
-from apprun.data.query_ast import BoolExpr, Condition, Filter
-from apprun.data.sql_expr import SYSTEM_TYPES, Deferred, Hole, Params, json_compare, path_expr, quote, text_value
-from apprun.data.validation import coerce_filter_value
+from apprun.data.query.ast import BoolExpr, Condition, Filter
+from apprun.data.schema.model import CollectionDef, FieldDef
+from apprun.data.schema.validation import coerce_filter_value
+from apprun.data.sql.expressions import (
+    SYSTEM_TYPES,
+    TEXT_TYPES,
+    Deferred,
+    Hole,
+    Params,
+    json_compare,
+    path_expr,
+    quote,
+    text_value,
+)
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
 
@@ -26,7 +36,6 @@ __all__ = ["compile_conditions"]
 
 _COMPARE = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _PG_FTS = {"fts": "to_tsquery", "plfts": "plainto_tsquery", "phfts": "phraseto_tsquery", "wfts": "websearch_to_tsquery"}
-_TEXTUAL = frozenset({"text", "email", "url", "enum", "uuid", "relation"})
 
 
 def _field_for(collection: CollectionDef, column: str, field_type: str) -> FieldDef:
@@ -114,7 +123,7 @@ class _Compiler:
             if field_type == "json":
                 return json_compare(expr, _COMPARE[op], self.params.add(value), self.dialect)
             return f"{expr} {_COMPARE[op]} {self.params.add(value)}"
-        if op in ("like", "ilike", "match", "imatch") and field_type not in _TEXTUAL:
+        if op in ("like", "ilike", "match", "imatch") and field_type not in TEXT_TYPES:
             # The value as the API shows it (2024-01-15T10:00:00.000000Z, true, 2), on both databases.
             expr = text_value(expr, field_type, self.dialect)
         if op in ("like", "ilike"):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from apprun.data.catalog import ApplyResult, Catalog, parse_definition
-from apprun.data.model import CollectionDef
-from apprun.kernel.config import Settings
+from apprun.data.schema.catalog import ApplyResult, Catalog, parse_definition
+from apprun.data.schema.model import CollectionDef
+from apprun.data.settings import DataSettings
 from apprun.kernel.db import create_database
 from apprun.kernel.errors import BadRequest
 
@@ -66,7 +66,7 @@ def ordered(collections: list[CollectionDef]) -> list[CollectionDef]:
 
 
 async def apply_file(
-    settings: Settings,
+    settings: DataSettings,
     path: Path,
     *,
     dry_run: bool,

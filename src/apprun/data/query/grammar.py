@@ -1,4 +1,4 @@
-"""PostgREST's URL query grammar, parsed into `apprun.data.query_ast`.
+"""PostgREST's URL query grammar, parsed into `apprun.data.query.ast`.
 
 apprun speaks PostgREST's grammar so that Supabase's client libraries work
 unchanged; this module follows PostgREST's own parser
@@ -48,7 +48,7 @@ Not supported: range operators (``sl``, ``sr``, ``nxl``, ``nxr``, ``adj``),
 ordering by an embed's column (``order=rel(col).desc``; use
 ``rel.order=col``), an alias on a spread embed, conditions on embedded
 columns inside ``or``/``and`` (``or=(rel.col.eq.1)``), and casts outside
-`query_ast.CASTS`.
+`ast.CASTS`.
 
 Every refusal is a `BadRequest` ``data.invalid_query`` whose ``details`` say
 which parameter, which part of it (``name`` or ``value``), the 0-based
@@ -57,9 +57,9 @@ Input is bounded (`MAX_PARAMS`, `MAX_FILTERS`, `MAX_VALUE_LENGTH`,
 ``max_depth`` levels of embeds and of nested ``and``/``or``) and the parser
 never recurses deeper than ``max_depth``.
 
-The parser is split by part of the grammar: `query_lexer` (the cursor, its
-errors, names, JSON paths, casts), `query_select` (``select``),
-`query_filters` (filters and ``and``/``or``) and this module (``order``,
+The parser is split by part of the grammar: `lexer` (the cursor, its
+errors, names, JSON paths, casts), `select` (``select``),
+`filters` (filters and ``and``/``or``) and this module (``order``,
 ``limit``, ``offset``, ``columns``, ``on_conflict`` and the whole query
 string), which also re-exports every public name of the others.
 """
@@ -71,7 +71,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from apprun.data.query_ast import (
+from apprun.data.query.ast import (
     Condition,
     Embed,
     EmbedOptions,
@@ -82,8 +82,8 @@ from apprun.data.query_ast import (
     SelectItem,
     Star,
 )
-from apprun.data.query_filters import logic_param, op_expr, parse_filter, parse_logic
-from apprun.data.query_lexer import (
+from apprun.data.query.filters import logic_param, op_expr, parse_filter, parse_logic
+from apprun.data.query.lexer import (
     DEFAULT_MAX_DEPTH,
     MAX_VALUE_LENGTH,
     WORD,
@@ -96,7 +96,7 @@ from apprun.data.query_lexer import (
     read_name,
     refuse,
 )
-from apprun.data.query_select import parse_select
+from apprun.data.query.select import parse_select
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",

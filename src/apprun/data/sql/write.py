@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apprun.data.model import SYSTEM_COLUMNS, CollectionDef
-from apprun.data.query_ast import Condition, OrderItem
-from apprun.data.sql_expr import Params, quote
-from apprun.data.sql_filters import compile_conditions
-from apprun.data.sql_select import Access, SelectCompiler, ids_condition
+from apprun.data.access import Access
+from apprun.data.query.ast import Condition, OrderItem
+from apprun.data.schema.model import SYSTEM_COLUMNS, CollectionDef
+from apprun.data.sql.expressions import Params, quote
+from apprun.data.sql.filters import compile_conditions
+from apprun.data.sql.select import SelectCompiler, ids_condition
 from apprun.kernel.db.port import Dialect
 
 __all__ = ["MAX_PARAMS", "Statement", "WriteCompiler"]
@@ -80,8 +81,8 @@ class WriteCompiler:
         clause = " AND ".join(conds) if conds else "TRUE"
         sql = f"SELECT {alias}.id FROM {quote(collection.name)} {alias} WHERE {clause}"
         if order or limit is not None or offset:
-            sql += " ORDER BY " + self.reader._order(collection, alias, order, params)
-            sql += self.reader._paging(limit, offset, params, cap=None)
+            sql += " ORDER BY " + self.reader.order_clause(collection, alias, order, params)
+            sql += self.reader.paging_clause(limit, offset, params, cap=None)
         if self.dialect == "postgres":
             sql += f" FOR UPDATE OF {alias}"
         return Statement(sql, params.values)
@@ -110,7 +111,7 @@ class WriteCompiler:
 
         Locked on PostgreSQL, so the update that follows sees the row as it is
         until this transaction ends. The tenant is part of every unique
-        constraint of a tenant-scoped collection (see ddl.py), so it is part of
+        constraint of a tenant-scoped collection (see schema/ddl.py), so it is part of
         the key here whatever ``DATA_TENANT_PREDICATE`` says.
         """
         params = Params()

@@ -4,9 +4,9 @@ A `Cursor` is a position in one parameter's name or value; every refusal of
 the grammar goes through `Cursor.fail` (or `refuse`), so each is a
 `BadRequest` ``data.invalid_query`` saying where and what was expected. The
 readers here (`read_name`, `read_json_path`, `read_field`, `read_cast`,
-`try_quoted`) are shared by `query_select`, `query_filters` and
-`query_grammar`; the grammar itself and its decisions are described in
-`apprun.data.query_grammar`.
+`try_quoted`) are shared by `query.select`, `query.filters` and
+`query.grammar`; the grammar itself and its decisions are described in
+`apprun.data.query.grammar`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
-from apprun.data.query_ast import CASTS, FieldPath
+from apprun.data.query.ast import CASTS, FieldPath
 from apprun.kernel.errors import BadRequest
 
 __all__ = ["DEFAULT_MAX_DEPTH", "MAX_VALUE_LENGTH"]

@@ -28,7 +28,7 @@ superuser), switched to inside the request's transaction.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,26 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-from apprun.data.model import CollectionDef, FieldDef
+from apprun.data.schema.model import CollectionDef, FieldDef
 from apprun.kernel.db.port import Dialect
 
-__all__ = ["Change", "apply_changes", "plan_create", "plan_drop", "render_sql", "table_model"]
+__all__ = [
+    "NAMING",
+    "Change",
+    "apply_changes",
+    "column_type",
+    "drop_fts_statements",
+    "field_column",
+    "fk_name",
+    "fk_ondelete",
+    "fts_statements",
+    "plan_create",
+    "plan_drop",
+    "render_sql",
+    "scoped_columns",
+    "security_statements",
+    "table_model",
+]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -67,7 +83,16 @@ def column_type(field_type: str, dialect: Dialect) -> sa.types.TypeEngine[Any]:
     return sa.Text()
 
 
-def _fk_ondelete(field: FieldDef) -> str:
+def scoped_columns(collection: CollectionDef, columns: Iterable[str]) -> list[str]:
+    """``columns`` as an index or a unique constraint of ``collection`` names them.
+
+    A tenant-scoped collection's start with ``tenant_id``: a value is unique within a tenant.
+    """
+    return (["tenant_id"] if collection.scope == "tenant" else []) + list(columns)
+
+
+def fk_ondelete(field: FieldDef) -> str:
+    """A relation's ``on_delete`` as SQL's ``ON DELETE`` action."""
     return {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}[field.on_delete]
 
 
@@ -85,7 +110,7 @@ def field_column(field: FieldDef, dialect: Dialect, table: str) -> sa.Column[Any
     """
     args: list[Any] = []
     if field.type == "relation":
-        args.append(sa.ForeignKey(f"{field.collection}.id", ondelete=_fk_ondelete(field), name=fk_name(table, field)))
+        args.append(sa.ForeignKey(f"{field.collection}.id", ondelete=fk_ondelete(field), name=fk_name(table, field)))
     return sa.Column(field.name, column_type(field.type, dialect), *args, nullable=not field.required)
 
 
@@ -104,12 +129,11 @@ def table_model(collection: CollectionDef, dialect: Dialect, metadata: sa.MetaDa
     for field in collection.column_fields:
         items.append(field_column(field, dialect, collection.name))
         if field.unique:
-            items.append(sa.UniqueConstraint(*(["tenant_id"] if tenant_scoped else []), field.name))
+            items.append(sa.UniqueConstraint(*scoped_columns(collection, [field.name])))
     if tenant_scoped:
         items.append(sa.Index(None, "tenant_id", "id"))
     for index in collection.indexes:
-        cols = (["tenant_id"] if tenant_scoped else []) + list(index.fields)
-        items.append(sa.Index(None, *cols, unique=index.unique))
+        items.append(sa.Index(None, *scoped_columns(collection, index.fields), unique=index.unique))
     # Relation targets must be known to the metadata for the FK to render (a
     # relation to the collection itself — replies, a tree — is to this table).
     for field in collection.column_fields:
@@ -133,7 +157,7 @@ class Change:
 
 
 # --- statements that SQLAlchemy does not model ------------------------------
-def _fts_statements(collection: CollectionDef, dialect: Dialect) -> list[str]:
+def fts_statements(collection: CollectionDef, dialect: Dialect) -> list[str]:
     fields = [f.name for f in collection.column_fields if f.searchable]
     name = collection.name
     if not fields:
@@ -160,7 +184,7 @@ def _fts_statements(collection: CollectionDef, dialect: Dialect) -> list[str]:
     ]
 
 
-def _drop_fts_statements(collection: CollectionDef, dialect: Dialect) -> list[str]:
+def drop_fts_statements(collection: CollectionDef, dialect: Dialect) -> list[str]:
     fields = [f.name for f in collection.column_fields if f.searchable]
     name = collection.name
     if not fields:
@@ -199,7 +223,7 @@ def plan_create(collection: CollectionDef, role: str) -> list[Change]:
         op.create_table(collection.name, *[_detached(c) for c in table.columns], *_table_constraints(table))
         for index in table.indexes:
             op.create_index(index.name, collection.name, [c.name for c in index.columns], unique=index.unique)
-        for stmt in [*_fts_statements(collection, dialect), *security_statements(collection, dialect, role)]:
+        for stmt in [*fts_statements(collection, dialect), *security_statements(collection, dialect, role)]:
             op.execute(stmt)
 
     return [Change(f"create collection {collection.name}", destructive=False, run=run)]
@@ -223,7 +247,7 @@ def _table_constraints(table: sa.Table) -> list[Any]:
 
 def plan_drop(collection: CollectionDef) -> list[Change]:
     def run(op: Operations, dialect: Dialect) -> None:
-        for stmt in _drop_fts_statements(collection, dialect):
+        for stmt in drop_fts_statements(collection, dialect):
             op.execute(stmt)
         op.drop_table(collection.name)
 

@@ -24,9 +24,10 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 
-from apprun.data.query_ast import BoolExpr, Condition, EmbedOptions, ReadQuery
-from apprun.data.sql_expr import Deferred, Hole
-from apprun.data.sql_select import Access, CompiledRead
+from apprun.data.access import Access, first_tenant
+from apprun.data.query.ast import BoolExpr, Condition, EmbedOptions, ReadQuery
+from apprun.data.sql.expressions import Deferred, Hole
+from apprun.data.sql.select import CompiledRead
 
 __all__ = ["Hollow", "Plans", "hollow"]
 
@@ -149,7 +150,7 @@ class Plans:
         else:
             self.hits += 1
             self._compiled.move_to_end(full)
-        tenant = next((a.tenant_id for a in access.values() if a.tenant_id is not None), None)
+        tenant = first_tenant(access)
         owner = next((a.owner_id for a in access.values() if a.owner_column is not None), None)
         return replace(
             plan,

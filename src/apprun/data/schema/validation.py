@@ -104,15 +104,14 @@ from typing import Any, Final, NoReturn
 
 from email_validator import EmailNotValidError, validate_email
 
-from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
-from apprun.data.validation_checks import (
+from apprun.data.schema.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
+from apprun.data.schema.validation_checks import (
     INT64_MAX,
     INT64_MIN,
     MAX_JSON_BYTES,
     MAX_TEXT_BYTES,
     MAX_URL_LENGTH,
     NOW,
-    UUID_TEXT,
     Invalid,
     Problem,
     Refused,
@@ -126,6 +125,7 @@ from apprun.kernel.context import current_context
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
 from apprun.kernel.i18n import DEFAULT_LOCALE, translator
+from apprun.kernel.ids import canonical_uuid
 from apprun.kernel.times import utcnow
 
 __all__ = [
@@ -290,9 +290,9 @@ def coerce_filter_value(field: FieldDef, raw: str, *, dialect: Dialect) -> Any:
         except Refused:
             raise bad() from None
     elif t in ("uuid", "relation"):
-        if not UUID_TEXT.fullmatch(raw):
+        value = canonical_uuid(raw)
+        if value is None:
             raise bad()
-        value = raw.lower()
     elif t == "email":
         # Normalized like stored values so eq matches; a non-address is legal and matches nothing.
         try:

@@ -13,23 +13,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
-from apprun.data.query_ast import Embed, EmbedOptions, FieldPath, OrderItem, ReadQuery, SelectField, SelectItem, Star
-from apprun.data.sql_expr import Deferred, Params, cast_expr, json_value, path_expr, quote, sort_keys
-from apprun.data.sql_filters import compile_conditions
+from apprun.data.access import Access
+from apprun.data.query.ast import Embed, EmbedOptions, FieldPath, OrderItem, ReadQuery, SelectField, SelectItem, Star
+from apprun.data.schema.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
+from apprun.data.sql.expressions import Deferred, Params, cast_expr, json_value, path_expr, quote, sort_keys
+from apprun.data.sql.filters import compile_conditions
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
 
-__all__ = ["Access", "CompiledRead", "Relation", "SelectCompiler", "ids_condition", "resolve_relation"]
-
-
-@dataclass(frozen=True)
-class Access:
-    """What one collection's rows are limited to for this request."""
-
-    tenant_id: str | None = None
-    owner_column: str | None = None
-    owner_id: str | None = None
+__all__ = ["CompiledRead", "Relation", "SelectCompiler", "ids_condition", "resolve_relation"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +146,7 @@ class SelectCompiler:
 
     # --- the row object ------------------------------------------------------
     def _visible(self, collection: CollectionDef) -> list[tuple[str, str]]:
-        from apprun.data.sql_expr import SYSTEM_TYPES
+        from apprun.data.sql.expressions import SYSTEM_TYPES
 
         cols = [(name, SYSTEM_TYPES[name]) for name in SYSTEM_COLUMNS]
         return cols + [(f.name, f.type) for f in collection.column_fields if not f.hidden]
@@ -277,8 +269,8 @@ class SelectCompiler:
         exists = f"EXISTS (SELECT 1 FROM {table} WHERE {' AND '.join(where)})"
         if relation.kind == "to_one":
             return f"(SELECT {row} FROM {table} WHERE {' AND '.join(where)} LIMIT 1)", exists
-        order = self._order(target, alias, opts.order, params)
-        paging = self._paging(opts.limit, opts.offset, params, cap=None)
+        order = self.order_clause(target, alias, opts.order, params)
+        paging = self.paging_clause(opts.limit, opts.offset, params, cap=None)
         inner = f"SELECT {row} AS row FROM {table} WHERE {' AND '.join(where)} ORDER BY {order}{paging}"
         if self.dialect == "postgres":
             return f"(SELECT coalesce(json_agg(_e.row), '[]'::json) FROM ({inner}) _e)", exists
@@ -323,13 +315,17 @@ class SelectCompiler:
             nulls = "first" if desc else "last"
         return f"{expr} {'DESC' if desc else 'ASC'}{f' NULLS {nulls.upper()}' if nulls else ''}"
 
-    def _order(self, collection: CollectionDef, alias: str, order: tuple[OrderItem, ...], params: Params) -> str:
+    def order_clause(self, collection: CollectionDef, alias: str, order: tuple[OrderItem, ...], params: Params) -> str:
+        """``ORDER BY``'s terms (without the keywords), ending with the id as a tie-breaker."""
         parts = [term for item in order for term in self._order_terms(collection, alias, item, params)]
         # A stable tie-breaker: ids are time-ordered, so this is creation order.
         parts.append(f"{alias}.id ASC")
         return ", ".join(parts)
 
-    def _paging(self, limit: int | None, offset: int | Deferred | None, params: Params, *, cap: int | None) -> str:
+    def paging_clause(
+        self, limit: int | None, offset: int | Deferred | None, params: Params, *, cap: int | None
+    ) -> str:
+        """`` LIMIT … OFFSET …`` (with its leading space, or empty); ``cap`` bounds the limit."""
         if cap is not None:
             limit = cap if limit is None else min(limit, cap)
         out = ""
@@ -356,6 +352,29 @@ class SelectCompiler:
         if any(isinstance(i, SelectField) and (i.aggregate or i.path is None) for i in query.select):
             return self._aggregate(collection, query, access, limit=limit, offset=offset, with_count=with_count)
         params = Params()
+        alias, row, clause = self._rows(collection, query, access, ids, params)
+        order = self.order_clause(collection, alias, query.order, params)
+        paging = self.paging_clause(limit, offset, params, cap=self.max_rows)
+        inner = f"SELECT {row} AS row FROM {quote(collection.name)} {alias} WHERE {clause} ORDER BY {order}{paging}"
+        sql = self._json_array(inner)
+        count_sql, count_params = (None, [])
+        if with_count:
+            # The same rows without paging; the row expression stays so every parameter is used
+            # (both databases drop the unused column when they flatten the subquery).
+            cparams = Params()
+            calias, crow, cclause = self._rows(collection, query, access, ids, cparams)
+            count_sql = (
+                f"SELECT count(*) FROM (SELECT {crow} AS row FROM {quote(collection.name)} {calias} WHERE {cclause}) _c"
+            )
+            count_params = cparams.values
+        return CompiledRead(sql, params.values, count_sql, count_params)
+
+    def _rows(
+        self, collection: CollectionDef, query: ReadQuery, access: dict[str, Access], ids: list[str] | None,
+        params: Params,
+    ) -> tuple[str, str, str]:  # fmt: skip
+        """The outer alias, the row expression and the ``WHERE`` clause of the read's rows (paging aside)."""
+        self._aliases = 0
         alias = self._alias()
         where = self.access_predicates(collection, alias, access[collection.name], params)
         if ids is not None:
@@ -366,36 +385,7 @@ class SelectCompiler:
             collection, alias, query.select, params, access, options=query.embedded, prefix="", where=inner_where
         )
         where += inner_where
-        clause = " AND ".join(where) if where else "TRUE"
-        order = self._order(collection, alias, query.order, params)
-        paging = self._paging(limit, offset, params, cap=self.max_rows)
-        inner = f"SELECT {row} AS row FROM {quote(collection.name)} {alias} WHERE {clause} ORDER BY {order}{paging}"
-        if self.dialect == "postgres":
-            sql = f"SELECT coalesce(json_agg(_x.row), '[]'::json)::text, count(*) FROM ({inner}) _x"
-        else:
-            sql = f"SELECT coalesce(json_group_array(json(_x.row)), '[]'), count(*) FROM ({inner}) _x"
-        count_sql, count_params = (None, [])
-        if with_count:
-            # The same rows without paging; the row expression stays so every parameter is used
-            # (both databases drop the unused column when they flatten the subquery).
-            cparams = Params()
-            self._aliases = 0
-            calias = self._alias()
-            cwhere = self.access_predicates(collection, calias, access[collection.name], cparams)
-            if ids is not None:
-                cwhere.append(ids_condition(f"{calias}.id", ids, self.dialect, cparams))
-            cwhere += compile_conditions(query.where, collection, calias, self.dialect, cparams)
-            cinner: list[str] = []
-            crow = self.row_object(
-                collection, calias, query.select, cparams, access, options=query.embedded, prefix="", where=cinner
-            )
-            cwhere += cinner
-            count_sql = (
-                f"SELECT count(*) FROM (SELECT {crow} AS row FROM {quote(collection.name)} {calias} "
-                f"WHERE {' AND '.join(cwhere) or 'TRUE'}) _c"
-            )
-            count_params = cparams.values
-        return CompiledRead(sql, params.values, count_sql, count_params)
+        return alias, row, " AND ".join(where) if where else "TRUE"
 
     def _aggregate(
         self,
@@ -409,6 +399,28 @@ class SelectCompiler:
     ) -> CompiledRead:
         params = Params()
         alias = self._alias()
+        pairs, groups, group_keys = self._aggregate_select(collection, alias, query, params)
+        where = self.access_predicates(collection, alias, access[collection.name], params)
+        where += compile_conditions(query.where, collection, alias, self.dialect, params)
+        clause = " AND ".join(where) if where else "TRUE"
+        group = f" GROUP BY {', '.join(groups)}" if groups else ""
+        order_parts = [term for o in query.order for term in self._order_terms(collection, alias, o, params)]
+        order_parts += [self._term(key, False, None) for key in group_keys]
+        order = f" ORDER BY {', '.join(order_parts)}" if order_parts else ""
+        row = self._object(pairs)
+        unpaged = f"SELECT {row} AS row FROM {quote(collection.name)} {alias} WHERE {clause}{group}{order}"
+        # Prefer: count counts the rows of the reply (the groups), as PostgREST does; paging comes last,
+        # so the count uses every parameter but the paging's.
+        count_sql = f"SELECT count(*) FROM ({unpaged}) _c" if with_count else None
+        count_params = list(params.values)
+        inner = unpaged + self.paging_clause(limit, offset, params, cap=self.max_rows)
+        sql = self._json_array(inner)
+        return CompiledRead(sql, params.values, count_sql, count_params if with_count else [])
+
+    def _aggregate_select(
+        self, collection: CollectionDef, alias: str, query: ReadQuery, params: Params
+    ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+        """An aggregate read's ``select``: the reply's (key, SQL) pairs, the ``GROUP BY`` terms and their sort keys."""
         pairs: list[tuple[str, str]] = []
         groups: list[str] = []
         group_keys: list[str] = []
@@ -443,25 +455,13 @@ class SelectCompiler:
             if item.cast:
                 expr, result = cast_expr(expr, item.cast, self.dialect, result)
             pairs.append((item.alias or agg, json_value(expr, result, self.dialect)))
-        where = self.access_predicates(collection, alias, access[collection.name], params)
-        where += compile_conditions(query.where, collection, alias, self.dialect, params)
-        clause = " AND ".join(where) if where else "TRUE"
-        group = f" GROUP BY {', '.join(groups)}" if groups else ""
-        order_parts = [term for o in query.order for term in self._order_terms(collection, alias, o, params)]
-        order_parts += [self._term(key, False, None) for key in group_keys]
-        order = f" ORDER BY {', '.join(order_parts)}" if order_parts else ""
-        row = self._object(pairs)
-        unpaged = f"SELECT {row} AS row FROM {quote(collection.name)} {alias} WHERE {clause}{group}{order}"
-        # Prefer: count counts the rows of the reply (the groups), as PostgREST does; paging comes last,
-        # so the count uses every parameter but the paging's.
-        count_sql = f"SELECT count(*) FROM ({unpaged}) _c" if with_count else None
-        count_params = list(params.values)
-        inner = unpaged + self._paging(limit, offset, params, cap=self.max_rows)
+        return pairs, groups, group_keys
+
+    def _json_array(self, inner: str) -> str:
+        """The rows of ``inner`` (a ``row`` column) as one JSON array, and how many there are."""
         if self.dialect == "postgres":
-            sql = f"SELECT coalesce(json_agg(_x.row), '[]'::json)::text, count(*) FROM ({inner}) _x"
-        else:
-            sql = f"SELECT coalesce(json_group_array(json(_x.row)), '[]'), count(*) FROM ({inner}) _x"
-        return CompiledRead(sql, params.values, count_sql, count_params if with_count else [])
+            return f"SELECT coalesce(json_agg(_x.row), '[]'::json)::text, count(*) FROM ({inner}) _x"
+        return f"SELECT coalesce(json_group_array(json(_x.row)), '[]'), count(*) FROM ({inner}) _x"
 
 
 def ids_condition(column_sql: str, ids: list[str], dialect: Dialect, params: Params) -> str:

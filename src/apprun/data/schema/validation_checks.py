@@ -1,10 +1,10 @@
-"""The per-type checks behind `apprun.data.validation`: is this value right for this field?
+"""The per-type checks behind `apprun.data.schema.validation`: is this value right for this field?
 
 Each check takes a decoded JSON value and returns it dialect-neutral (an
 `int`, a `float`, a `date`, an aware UTC `datetime`, normalized text, JSON
 text …) or raises `Refused` (one problem, nothing further worth checking) or
 `Invalid` (several problems, all reported). The rules, per type, are listed
-in `apprun.data.validation`'s docstring; turning problems into a reply and
+in `apprun.data.schema.validation`'s docstring; turning problems into a reply and
 binding values for a dialect stay there.
 """
 
@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from apprun.data.model import FieldDef
+from apprun.data.schema.model import FieldDef
+from apprun.kernel.ids import canonical_uuid
 
 __all__ = [
     "INT64_MAX",
@@ -41,7 +42,6 @@ MAX_TEXT_BYTES: Final = 1024 * 1024
 MAX_JSON_BYTES: Final = 1024 * 1024
 MAX_URL_LENGTH: Final = 2048
 
-UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _DATETIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,32}))?"
@@ -124,10 +124,15 @@ def _check_string(field: FieldDef, value: str) -> Any:
     if t == "datetime":
         return parse_datetime(value)
     if t == "relation":
-        if not UUID_TEXT.fullmatch(value):
-            raise refuse("data.invalid_format", "data.invalid_format.uuid")
-        return value.lower()
+        return _check_uuid(value)
     return _check_text(field, value)
+
+
+def _check_uuid(value: str) -> str:
+    found = canonical_uuid(value)
+    if found is None:
+        raise refuse("data.invalid_format", "data.invalid_format.uuid")
+    return found
 
 
 def _check_integer(field: FieldDef, value: Any) -> int:
@@ -194,9 +199,7 @@ def _check_text(field: FieldDef, value: str) -> str:
         if not _is_web_url(value):
             raise refuse("data.invalid_format", "data.invalid_format.url")
     elif t == "uuid":
-        if not UUID_TEXT.fullmatch(value):
-            raise refuse("data.invalid_format", "data.invalid_format.uuid")
-        value = value.lower()
+        value = _check_uuid(value)
     elif t == "enum" and value not in (field.values or ()):
         raise refuse("data.invalid_choice", values=list(field.values or ()))
     problems: list[Problem] = []

@@ -30,8 +30,18 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.operations import Operations
 
-from apprun.data.ddl import NAMING, Change, _drop_fts_statements, _fts_statements, field_column, fk_name, table_model
-from apprun.data.model import CollectionDef, FieldDef, IndexDef
+from apprun.data.schema.ddl import (
+    NAMING,
+    Change,
+    drop_fts_statements,
+    field_column,
+    fk_name,
+    fk_ondelete,
+    fts_statements,
+    scoped_columns,
+    table_model,
+)
+from apprun.data.schema.model import CollectionDef, FieldDef, IndexDef
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
 
@@ -42,10 +52,6 @@ Step = Callable[[Operations, Dialect, CollectionDef], None]
 
 def _bound_default(field: FieldDef) -> Any:
     return json.dumps(field.default) if field.type == "json" else field.default
-
-
-def _index_cols(collection: CollectionDef, index: IndexDef) -> list[str]:
-    return (["tenant_id"] if collection.scope == "tenant" else []) + list(index.fields)
 
 
 def _name(kind: str, table: str, cols: list[str]) -> str:
@@ -82,21 +88,31 @@ def _batch(op: Operations, dialect: Dialect, before: CollectionDef) -> Any:
 
 
 def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
+    """The steps from ``old`` to ``new``, in the order they run (each kind of change is one function below)."""
     del role  # grants and policies do not change with the fields
     if old.name != new.name:
         raise BadRequest("data.rename_collection_unsupported")
     if old.scope != new.scope:
         raise BadRequest("data.scope_change_unsupported", params={"name": new.name})
-    name = new.name
     plan = _Plan(old)
-    old_fields = {f.name: f for f in old.column_fields}
-    new_names = {f.name for f in new.column_fields}
+    _drop_indexes(plan, old, new)
+    _rename_fields(plan, old, new)
+    _add_fields(plan, new)
+    _drop_fields(plan, old, new)
+    _change_constraints(plan, new)
+    _add_indexes(plan, old, new)
+    return _with_search_index(plan, old, new)
 
-    # 1. Indexes that go away go first: a rebuild must not recreate them on dropped columns.
-    old_indexes = {(tuple(i.fields), i.unique) for i in old.indexes}
-    new_indexes = {(tuple(i.fields), i.unique) for i in new.indexes}
-    for fields, unique in sorted(old_indexes - new_indexes):
-        cols = _index_cols(old, IndexDef(fields=list(fields), unique=unique))
+
+def _index_keys(collection: CollectionDef) -> set[tuple[tuple[str, ...], bool]]:
+    return {(tuple(i.fields), i.unique) for i in collection.indexes}
+
+
+def _drop_indexes(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
+    """Indexes that go away go first: a rebuild must not recreate them on dropped columns."""
+    name = new.name
+    for fields, unique in sorted(_index_keys(old) - _index_keys(new)):
+        cols = scoped_columns(old, fields)
 
         def drop_index(op: Operations, dialect: Dialect, before: CollectionDef, c: list[str] = cols) -> None:
             op.drop_index(_name("ix", name, c), table_name=name)
@@ -104,7 +120,12 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         remaining = [i for i in plan.state.indexes if (tuple(i.fields), i.unique) != (fields, unique)]
         plan.add(f"drop index on {', '.join(fields)}", drop_index, plan.state.model_copy(update={"indexes": remaining}))
 
-    # 2. Renames.
+
+def _rename_fields(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
+    """Fields renamed (``renamed_from``): the column keeps its data; a rename cannot change the type."""
+    name = new.name
+    old_fields = {f.name: f for f in old.column_fields}
+    new_names = {f.name for f in new.column_fields}
     for field in new.column_fields:
         if field.name in old_fields or field.renamed_from not in old_fields or field.renamed_from in new_names:
             continue
@@ -125,9 +146,11 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         )
         plan.rebuilds = plan.rebuilds or before_field.searchable
 
-    current = {f.name: f for f in plan.state.column_fields}
 
-    # 3. New fields.
+def _add_fields(plan: _Plan, new: CollectionDef) -> None:
+    """New fields, added loose (nullable, not unique) and filled with their default; constraints come later."""
+    name = new.name
+    current = {f.name: f for f in plan.state.column_fields}
     for field in new.column_fields:
         if field.name in current:
             continue
@@ -151,7 +174,11 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         plan.add(f"add field {field.name} ({field.type})", add, _replace_field(plan.state, field.name, loose))
         plan.rebuilds = plan.rebuilds or field.type == "relation"
 
-    # 4. Dropped fields.
+
+def _drop_fields(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
+    """Fields gone (and not renamed): the column goes with its data (destructive)."""
+    name = new.name
+    new_names = {f.name for f in new.column_fields}
     for field in old.column_fields:
         if field.name in new_names or any(f.renamed_from == field.name for f in new.column_fields):
             continue
@@ -171,7 +198,10 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         )
         plan.rebuilds = True
 
-    # 5. Constraints of fields that stay (or were just added loose).
+
+def _change_constraints(plan: _Plan, new: CollectionDef) -> None:
+    """Constraints of fields that stay (or were just added loose): required, unique, a relation's target."""
+    name = new.name
     for field in new.column_fields:
         now = {f.name: f for f in plan.state.column_fields}[field.name]
         if now.type != field.type:
@@ -188,9 +218,12 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
         if settled.searchable != field.searchable:
             plan.rebuilds = True
 
-    # 6. New indexes.
-    for fields, unique in sorted(new_indexes - old_indexes):
-        cols = _index_cols(new, IndexDef(fields=list(fields), unique=unique))
+
+def _add_indexes(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
+    """New indexes, last: every column they name exists by now."""
+    name = new.name
+    for fields, unique in sorted(_index_keys(new) - _index_keys(old)):
+        cols = scoped_columns(new, fields)
 
         def add_index(
             op: Operations, dialect: Dialect, before: CollectionDef, c: list[str] = cols, u: bool = unique
@@ -204,22 +237,27 @@ def diff(old: CollectionDef, new: CollectionDef, role: str) -> list[Change]:
             plan.state.model_copy(update={"indexes": indexes}),
         )
 
-    changes = plan.changes
-    searchable_before = any(f.searchable for f in old.column_fields)
-    searchable_after = any(f.searchable for f in new.column_fields)
-    if (searchable_before or searchable_after) and (plan.rebuilds or _search_fields(old) != _search_fields(new)):
-        # The old search index goes before any table rebuild, the new one after.
-        def drop_search(op: Operations, dialect: Dialect, o: CollectionDef = old) -> None:
-            for stmt in _drop_fts_statements(o, dialect):
-                op.execute(stmt)
 
-        def build_search(op: Operations, dialect: Dialect, n: CollectionDef = new) -> None:
-            for stmt in _fts_statements(n, dialect):
-                op.execute(stmt)
+def _with_search_index(plan: _Plan, old: CollectionDef, new: CollectionDef) -> list[Change]:
+    """The plan's changes, wrapped in a rebuild of the full-text index when a step or the search fields need it."""
+    searchable = any(f.searchable for f in (*old.column_fields, *new.column_fields))
+    if not searchable or not (plan.rebuilds or _search_fields(old) != _search_fields(new)):
+        return plan.changes
 
-        changes = [Change("drop the full-text index", False, drop_search), *changes]
-        changes.append(Change("build the full-text index", False, build_search))
-    return changes
+    # The old search index goes before any table rebuild, the new one after.
+    def drop_search(op: Operations, dialect: Dialect, o: CollectionDef = old) -> None:
+        for stmt in drop_fts_statements(o, dialect):
+            op.execute(stmt)
+
+    def build_search(op: Operations, dialect: Dialect, n: CollectionDef = new) -> None:
+        for stmt in fts_statements(n, dialect):
+            op.execute(stmt)
+
+    return [
+        Change("drop the full-text index", False, drop_search),
+        *plan.changes,
+        Change("build the full-text index", False, build_search),
+    ]
 
 
 def _search_fields(collection: CollectionDef) -> list[str]:
@@ -241,7 +279,7 @@ def _nullability(plan: _Plan, name: str, field: FieldDef) -> None:
 
 
 def _unique(plan: _Plan, name: str, field: FieldDef) -> None:
-    cols = (["tenant_id"] if plan.state.scope == "tenant" else []) + [field.name]
+    cols = scoped_columns(plan.state, [field.name])
     constraint = _name("uq", name, cols)
 
     def run(op: Operations, dialect: Dialect, before: CollectionDef, add_it: bool = field.unique) -> None:
@@ -265,7 +303,7 @@ def _unique(plan: _Plan, name: str, field: FieldDef) -> None:
 def _foreign_key(plan: _Plan, name: str, before_field: FieldDef, after_field: FieldDef) -> None:
     old_fk = fk_name(name, before_field)
     new_fk = fk_name(name, after_field)
-    ondelete = {"cascade": "CASCADE", "set_null": "SET NULL", "restrict": "RESTRICT"}[after_field.on_delete]
+    ondelete = fk_ondelete(after_field)
     target = after_field.collection or ""
 
     def run(op: Operations, dialect: Dialect, before: CollectionDef) -> None:

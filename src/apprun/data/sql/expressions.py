@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from apprun.data.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
-from apprun.data.query_ast import CASTS, FieldPath
+from apprun.data.query.ast import CASTS, FieldPath
+from apprun.data.schema.model import SYSTEM_COLUMNS, CollectionDef, FieldDef
 from apprun.kernel.db.port import Dialect
 from apprun.kernel.errors import BadRequest
 
 __all__ = [
+    "SYSTEM_TYPES",
+    "TEXT_TYPES",
     "Column",
+    "Deferred",
+    "Hole",
     "Params",
     "cast_expr",
     "column_of",
@@ -31,6 +35,8 @@ __all__ = [
     "text_value",
 ]
 
+#: Field types stored as text (schema/ddl.py), which compare and match as their text.
+TEXT_TYPES = frozenset({"text", "email", "url", "enum", "uuid", "relation"})
 #: The type of each system column, as a field type.
 SYSTEM_TYPES = {
     "id": "uuid",
@@ -231,7 +237,6 @@ _CASTABLE = {
     "boolean": frozenset({"text", "integer", "boolean", "json"}),
     "date": frozenset({"text", "datetime", "date"}),
 }
-_TEXTUAL = frozenset({"text", "email", "url", "enum", "uuid", "relation"})
 #: (result, source) → SQL with ``{x}`` for the value; ``(result, "")`` for any other source.
 _PG_CASTS = {
     ("integer", "boolean"): "({x})::int::bigint",
@@ -276,7 +281,7 @@ def cast_expr(sql: str, cast: str, dialect: Dialect, source: str = "text") -> tu
     if cast not in CASTS:
         raise BadRequest("data.invalid_cast", params={"cast": cast})
     result = _CAST_RESULT[cast]
-    kind = "text" if source in _TEXTUAL else source
+    kind = "text" if source in TEXT_TYPES else source
     if kind not in _CASTABLE.get(result, frozenset({kind})):
         raise BadRequest("data.invalid_cast", params={"cast": cast}, details={"cast": cast, "from": source})
     if result == "json":

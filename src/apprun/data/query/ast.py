@@ -54,10 +54,6 @@ class FieldPath:
     #: True when the last arrow was ``->>`` (text), False for ``->`` (JSON).
     json_text: bool = False
 
-    @property
-    def is_json(self) -> bool:
-        return bool(self.json_path)
-
     def label(self) -> str:
         """The key PostgREST gives the value in the reply (the last path key, else the column)."""
         return self.json_path[-1] if self.json_path else self.column

@@ -1,0 +1,97 @@
+"""What ``apprun`` sub-commands share: consoles, failing with a hint, the settings, the preflight.
+
+``apprun`` (cli.py) puts a `CommandContext` on the root typer context; a
+module's command group (its `Module.cli`) takes ``ctx: typer.Context`` and
+reads its settings section with ``settings_of(ctx, MySettings)``, without
+knowing how the composed settings are loaded. Heavy modules are imported
+inside the commands, as cli.py does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from apprun.kernel.config import KernelSettings, section
+from apprun.kernel.errors import ApiError
+from apprun.kernel.module import Module
+from apprun.kernel.modules import needed_for
+
+__all__ = [
+    "CommandContext",
+    "console",
+    "err_console",
+    "fail",
+    "fail_with",
+    "modules_for",
+    "preflight",
+    "settings_of",
+]
+
+S = TypeVar("S", bound=KernelSettings)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, hint: str | None = None, code: int = 2) -> NoReturn:
+    """Print ``message`` (and what to do) to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {hint}")
+    raise typer.Exit(code)
+
+
+def fail_with(exc: ApiError, detail: str = "") -> NoReturn:
+    """Fail with an `ApiError`'s English message (and hint)."""
+    from apprun.kernel.i18n import translator
+
+    hint = translator().gettext(exc.hint, "en", exc.params) if exc.hint else None
+    fail(translator().gettext(exc.code, "en", exc.params) + detail, hint)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """The root command's context object: how a sub-command gets the settings and the module list.
+
+    Both are loaded when asked for: the module list imports every module.
+    """
+
+    #: The composed settings, validated (the command fails with a clear message when they are wrong).
+    load_settings: Callable[[], KernelSettings]
+    #: The ordered module list (apprun/modules.py).
+    load_modules: Callable[[], Sequence[type[Module]]]
+
+
+def _context(ctx: typer.Context) -> CommandContext:
+    found = ctx.find_object(CommandContext)
+    if found is None:  # pragma: no cover - the apprun root command always sets it
+        raise RuntimeError("no CommandContext: run the command through `apprun`")
+    return found
+
+
+def settings_of(ctx: typer.Context, cls: type[S]) -> S:
+    """The settings, as the section ``cls`` (the command fails with a clear message when they are wrong)."""
+    return section(_context(ctx).load_settings(), cls)
+
+
+def modules_for(ctx: typer.Context, name: str) -> tuple[type[Module], ...]:
+    """Module ``name`` and the modules it requires, in order: what a command of ``name`` builds."""
+    return needed_for(_context(ctx).load_modules(), name)
+
+
+def preflight(settings: KernelSettings) -> None:
+    """Wait for the database and migrate/check the schema once (before serving, or before a command's work)."""
+    from apprun.kernel.runtime import BootError
+    from apprun.kernel.runtime import preflight as check
+
+    try:
+        with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
+            asyncio.run(check(settings))
+    except BootError as exc:
+        fail(str(exc))
