@@ -22,8 +22,9 @@ from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.db.port import Connection
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
-from apprun.modules import Settings
+from apprun.modules import MIGRATIONS, Settings
 from apprun.rbac.service import POLICY_VERSION, Rbac
+from apprun.tenancy.queries import TenantPolicyVersions
 from benchmarks.harness.pocketbase import record
 
 if TYPE_CHECKING:
@@ -50,12 +51,12 @@ class _Members:
 
 async def _authorization(workdir: Path, seconds: float) -> dict[str, float]:
     settings = Settings(_env_file=None, apprun_data_dir=workdir, database_url=f"sqlite:///{workdir / 'authz.db'}")
-    await upgrade(settings.database)
+    await upgrade(settings.database, MIGRATIONS)
     db = create_database(settings)
     await db.open()
     try:
         user, tenant = new_id(), new_id()
-        rbac = Rbac(db, [_Members(user)])
+        rbac = Rbac(db, [_Members(user)], versions=TenantPolicyVersions())
         async with db.transaction() as conn:
             now = utcnow()
             await conn.execute(

@@ -5,6 +5,10 @@ middleware: the kernel's routes plus every enabled module's routes,
 middleware and dependencies, its start and stop on the runtime. `asgi()` is
 the factory granian calls in each worker: it reads the settings from the
 environment.
+
+Handlers get their services injected (``kernel/http.py``); ``app.state``
+holds only the kernel's `Runtime` and the modules' `Wiring`, which tests and
+tools read with `runtime_of` and `wiring_of` (``wiring_of(app).get(Webhooks)``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from apprun.kernel.routes import kernel_routes
 from apprun.kernel.runtime import Runtime
 from apprun.modules import MODULES, Settings, load_settings
 
-__all__ = ["asgi", "create_app"]
+__all__ = ["asgi", "create_app", "runtime_of", "wiring_of"]
 
 
 def create_app(
@@ -78,9 +82,9 @@ def create_app(
             await runtime.stop()
 
     app = _litestar(settings, modules, [lifespan], extra_routes)
+    # The kernel's routes read the runtime here; handlers get services by injection, never from app.state.
     app.state.runtime = runtime
-    for name, service in modules.state().items():
-        setattr(app.state, name, service)
+    app.state.wiring = modules.wiring
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.
     app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)
@@ -123,6 +127,18 @@ def _litestar(
         logging_config=None,
         debug=False,
     )
+
+
+def runtime_of(app: Litestar) -> Runtime:
+    """The application's runtime (settings, database, metrics, health)."""
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+def wiring_of(app: Litestar) -> Wiring:
+    """The services the application's modules published, by class: ``wiring_of(app).get(Webhooks)``."""
+    wiring: Wiring = app.state.wiring
+    return wiring
 
 
 def asgi() -> Any:

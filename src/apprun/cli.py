@@ -124,6 +124,8 @@ def version() -> None:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
+    *,
     host: Annotated[str | None, typer.Option(help="address to bind (default: HTTP_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default: HTTP_PORT)")] = None,
     workers: Annotated[
@@ -156,7 +158,7 @@ def serve(
     from apprun.kernel.logging import configure_logging, logging_dict_config
 
     configure_logging(settings.log_level, settings.log_format)
-    preflight(settings)
+    preflight(settings, ctx)
     # The banner goes to stderr: stdout carries only JSON log lines.
     err_console.print(
         f"[bold]apprun {__version__}[/] on http://{settings.http_host}:{settings.http_port} "
@@ -189,19 +191,26 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _migrations() -> tuple[str, ...]:
+    """Every listed module's migrations package, enabled or not (a module switched on later finds its tables)."""
+    from apprun.kernel.modules import migration_locations
+
+    return migration_locations(_modules())
+
+
 def _run_migrations(settings: KernelSettings) -> None:
     from apprun.kernel.db.migrate import upgrade
 
     db = settings.database
     try:
         with console.status(f"migrating {db.describe()} …", spinner="dots"):
-            state = asyncio.run(upgrade(db))
+            state = asyncio.run(upgrade(db, _migrations()))
     except Exception as exc:  # noqa: BLE001 - turned into a message that says what to do
         fail(
             f"migration of {db.describe()} failed: {type(exc).__name__}: {exc}",
             "check that the database is running and reachable (`apprun doctor`)",
         )
-    console.print(f"[green]schema at revision {state.current}[/] ({db.describe()})")
+    console.print(f"[green]schema at revision {state.current_text}[/] ({db.describe()})")
 
 
 @app.command()
@@ -214,14 +223,14 @@ def migrate(
         from apprun.kernel.db.migrate import migration_state
 
         try:
-            state = asyncio.run(migration_state(settings.database))
+            state = asyncio.run(migration_state(settings.database, _migrations()))
         except Exception as exc:  # noqa: BLE001
             fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}", "run `apprun doctor`")
-        mark = "[green]up to date[/]" if state.up_to_date else "[yellow]needs `apprun migrate`[/]"
-        console.print(f"current {state.current or '(empty)'}, needed {state.head}: {mark}")
-        if not state.up_to_date:
-            raise typer.Exit(1)
-        return
+        if state.up_to_date:
+            console.print(f"[green]up to date[/]: {state.current_text}")
+            return
+        console.print(f"current {state.current_text}, needed {state.heads_text}: [yellow]needs `apprun migrate`[/]")
+        raise typer.Exit(1)
     _run_migrations(settings)
 
 
@@ -257,7 +266,7 @@ def doctor() -> None:
     settings = _settings()
     checks = [check for module in enabled_modules(MODULES, settings) for check in module.doctor_checks(settings)]
     with console.status("checking dependencies …", spinner="dots"):
-        results = asyncio.run(run_checks(settings, checks))
+        results = asyncio.run(run_checks(settings, checks, migrations=_migrations()))
     table = Table(title="apprun doctor")
     table.add_column("dependency", style="bold")
     table.add_column("status")

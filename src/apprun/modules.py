@@ -23,15 +23,19 @@ from apprun.events.module import EventsModule
 from apprun.events.settings import EventsSettings
 from apprun.kernel.config import KernelSettings, load
 from apprun.kernel.module import Module
+from apprun.kernel.modules import migration_locations
 from apprun.rbac.module import RbacModule
 from apprun.rbac.settings import RbacSettings
 from apprun.tenancy.module import TenancyModule
 from apprun.tenancy.settings import TenancySettings
 
-__all__ = ["MODULES", "Settings", "load_settings", "sections"]
+__all__ = ["MIGRATIONS", "MODULES", "Settings", "load_settings", "sections"]
 
 #: Every module, lowest first: a module's ``requires`` come before it.
 MODULES: tuple[type[Module], ...] = (RbacModule, TenancyModule, EventsModule, AuthModule, DataModule)
+#: Every module's migrations package, for `apprun.kernel.db.migrate` (each module's tables are migrated,
+#: enabled or not).
+MIGRATIONS: tuple[str, ...] = migration_locations(MODULES)
 
 
 class Settings(DataSettings, AuthSettings, EventsSettings, TenancySettings, RbacSettings):

@@ -10,7 +10,8 @@ import pytest
 from argon2 import PasswordHasher, Type
 from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
+from apprun.app import create_app, wiring_of
+from apprun.auth.service import Auth
 from apprun.testing.engines import redis_address
 from tests.support.accounts import PASSWORD, bearer, register, unique_email
 from tests.support.live import LiveServer
@@ -98,7 +99,7 @@ async def test_registration_makes_a_personal_tenant_with_seeded_roles(client: An
 async def test_unknown_email_and_wrong_password_look_the_same(client: Any, app: Any) -> None:
     email = (await register(client))["user"]["email"]
     calls: list[str | None] = []
-    passwords = app.state.auth.passwords
+    passwords = wiring_of(app).get(Auth).passwords
     original = passwords.verify
 
     async def spy(stored: str | None, password: str) -> Any:

@@ -13,6 +13,7 @@ from apprun.data.schema.catalog import Catalog
 from apprun.kernel.db import create_database
 from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.runtime import BootError
+from apprun.modules import MIGRATIONS
 from apprun.testing.engines import postgres_admin_dsn
 
 
@@ -21,7 +22,7 @@ async def test_workers_starting_at_once_all_set_up_the_data_role(make_settings: 
     role = f"apprun_t_role_{uuid.uuid4().hex[:8]}"
     dsn = await pg_databases.create()
     settings = make_settings(database_url=dsn, db_data_role=role)
-    await upgrade(settings.database)
+    await upgrade(settings.database, MIGRATIONS)
     dbs = [create_database(settings) for _ in range(6)]
     await asyncio.gather(*(db.open() for db in dbs))
     try:

@@ -6,6 +6,8 @@ from typing import Any
 
 from litestar import Litestar
 
+from apprun.app import wiring_of
+from apprun.data.service import DataService
 from tests.data.conftest import define
 from tests.support.accounts import bearer, register
 
@@ -26,7 +28,7 @@ async def test_a_cached_plan_binds_each_callers_tenant_and_owner(
         r = await client.post("/data/notes", json=rows, headers=bearer(user))
         assert r.status_code == 201, r.text
 
-    plans = app.state.data.reads.plans
+    plans = wiring_of(app).get(DataService).reads.plans
     query = "/data/notes?select=title&rank=gte.1&order=rank.desc"
     before = (plans.hits, plans.misses)
     for _ in range(2):

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
+from apprun.app import create_app, wiring_of
 from apprun.data.hooks import Hooks, WriteEvent
+from apprun.data.schema.catalog import Catalog
 from apprun.kernel.errors import BadRequest
 from apprun.modules import Settings
 from tests.data.conftest import define, make_admin, make_admin_on
@@ -306,7 +307,7 @@ async def test_a_write_never_waits_for_a_second_connection(make_settings: Any, d
     async with AsyncTestClient(app=app) as client:
         admin = await make_admin_on(client, settings)
         await define(client, admin, ITEMS)
-        app.state.catalog.refresh_every = 0.0  # every catalog lookup would look for news
+        wiring_of(app).get(Catalog).refresh_every = 0.0  # every catalog lookup would look for news
         user = await register(client)  # a new user: no RBAC decision cached yet
         h = {**bearer(user), **REPR}
         r = await client.post("/data/items", json={"sku": "one"}, headers=h)

@@ -16,7 +16,7 @@ from apprun.app import create_app
 from apprun.events.nats_bus import STREAM, durable_name
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.db.migrate import upgrade
-from apprun.modules import Settings
+from apprun.modules import MIGRATIONS, Settings
 from apprun.testing.engines import NatsServer
 from tests.support.test_app import TEST_ROUTES, TEST_SUBSCRIBERS
 
@@ -33,7 +33,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 async def prepare(settings: Settings) -> Database:
     """Migrate and create the test subscribers' table; returns a test-loop Database."""
-    await upgrade(settings.database)
+    await upgrade(settings.database, MIGRATIONS)
     db = create_database(settings)
     await db.open()
     async with db.transaction() as conn:

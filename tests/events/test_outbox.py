@@ -10,7 +10,9 @@ from typing import Any
 import nats
 import pytest
 
+from apprun.app import wiring_of
 from apprun.events import emit, make_event
+from apprun.events.service import Events
 from tests.events.conftest import eventually
 from tests.support.accounts import bearer, join, register
 
@@ -91,7 +93,7 @@ async def test_a_poison_event_lands_in_the_dead_letters(events_env: dict[str, An
     tenant = owner["tenant_id"]
     event_id = (await _publish(client, owner, "app.test.poison", {"x": 1}))["id"]
     if nats_server is None:
-        bus = app.state.bus
+        bus = wiring_of(app).get(Events).bus
 
         async def parked() -> list[Any] | None:
             return [d for d in bus.dead_letters if d.event.id == event_id] or None

@@ -25,7 +25,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
+from apprun.app import create_app, wiring_of
+from apprun.events.webhooks import Webhooks
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.times import to_datetime
 from apprun.modules import Settings
@@ -375,7 +376,7 @@ async def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_
         # The first answer (registration) is public; every later one is the receiver's loopback.
         return ["93.184.216.34"] if len(asked) == 1 else ["127.0.0.1"]
 
-    webhooks = client.app.state.webhooks
+    webhooks = wiring_of(client.app).get(Webhooks)
     webhooks.resolver = rebinding
     hook = await create_webhook(client, owner, f"http://hooks.rebind.test:{receiver.port}/in", event_types=[ORDER])
     event_id = await publish(client, owner, ORDER, {"order": 7})

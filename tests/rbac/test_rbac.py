@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from apprun.app import wiring_of
 from apprun.kernel.db import Database
+from apprun.rbac.service import Rbac
 from tests.support.accounts import bearer, join, register
 
 EXPLAIN = "/api/v1/authz/explain"
@@ -170,7 +172,7 @@ async def test_admin_endpoints_refuse_anonymous_and_non_admins(
 async def test_decisions_are_cached_until_the_tenant_changes(client: Any, app: Any, db: Database) -> None:
     owner = await register(client)
     member = await _member(client, db, owner, "member")
-    enforcers = app.state.rbac.enforcers
+    enforcers = wiring_of(app).get(Rbac).enforcers
     assert (await _explain(client, member, "read", "collection:posts"))["allowed"] is True
     loads = enforcers.loads
     for _ in range(5):

@@ -31,8 +31,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
+from apprun.app import create_app, wiring_of
 from apprun.auth.mailer import MailDelivery
+from apprun.auth.service import Auth
 from apprun.kernel.db import Database
 from apprun.modules import Settings
 from apprun.testing.engines import free_port
@@ -204,8 +205,7 @@ class MailApp:
 
     @property
     def mail(self) -> MailDelivery:
-        mail: MailDelivery = self.app.state.auth.mail
-        return mail
+        return wiring_of(self.app).get(Auth).mail
 
     def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run ``fn(*args)`` on the app's event loop and return its result."""

@@ -180,18 +180,8 @@ class Admin:
         if user_id == ctx.user_id:
             raise BadRequest("auth.cannot_delete_self")
         async with self.db.transaction() as conn:
-            owned = await conn.fetch(
-                "SELECT t.id, (SELECT count(*) FROM apprun_memberships o "
-                "WHERE o.tenant_id = t.id AND o.role = 'owner') "
-                "AS owners, t.personal FROM apprun_tenants t JOIN apprun_memberships m ON m.tenant_id = t.id "
-                "WHERE m.user_id = $1 AND m.role = 'owner'",
-                user_id,
-            )
-            for tenant in owned:
-                if int(tenant["owners"]) <= 1:
-                    if not tenant["personal"]:
-                        raise Conflict("tenancy.last_owner", details={"tenant_id": tenant["id"]})
-                    await conn.execute("DELETE FROM apprun_tenants WHERE id = $1", tenant["id"])
+            # Tenancy's rule: a shared tenant keeps an owner (409), a personal one goes with its owner.
+            await self.tenancy.release_user(conn, user_id)
             deleted = await conn.execute("DELETE FROM apprun_users WHERE id = $1", user_id)
             if deleted == 0:
                 raise NotFound("auth.user_not_found")

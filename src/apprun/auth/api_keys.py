@@ -23,14 +23,18 @@ from apprun.kernel.errors import BadRequest, NotFound
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import isoformat, to_datetime, utcnow
 from apprun.rbac.service import Rbac
+from apprun.tenancy.queries import TENANT_DISABLED_AT, tenant_state
 
 __all__ = ["KEY_PREFIX", "ApiKeys"]
 
 KEY_PREFIX = "ak_"
 _TOUCH_EVERY = 60.0
+#: The key with its tenant's policy version and deactivation: one round trip per request.
+#: Tenancy owns the tenant table: it writes that part of the query (`tenant_state`).
+_KEY_TENANT = tenant_state("k.tenant_id", required=True)
 _KEY_SQL = (
-    "SELECT k.id, k.tenant_id, k.kind, k.role, k.expires_at, k.revoked_at, t.policy_version, "
-    "t.disabled_at AS tenant_disabled_at FROM apprun_api_keys k JOIN apprun_tenants t ON t.id = k.tenant_id WHERE "
+    f"SELECT k.id, k.tenant_id, k.kind, k.role, k.expires_at, k.revoked_at, {_KEY_TENANT.columns} "  # noqa: S608 - constant fragments
+    f"FROM apprun_api_keys k {_KEY_TENANT.joins} WHERE "
 )
 
 
@@ -81,7 +85,7 @@ class ApiKeys:
             row = await conn.fetchrow(_KEY_SQL + "k.id = $1", key_id)
         if row is None or not _live(row) or row["tenant_id"] != tenant_id:
             return "auth.invalid_api_key"
-        if row["tenant_disabled_at"] is not None:
+        if row[TENANT_DISABLED_AT] is not None:
             return "auth.tenant_disabled"
         return None
 

@@ -38,6 +38,7 @@ from apprun.kernel.db import Database, Row
 from apprun.kernel.errors import Unauthorized
 from apprun.kernel.times import to_datetime, utcnow
 from apprun.rbac.service import PLATFORM_ADMIN, POLICY_VERSION
+from apprun.tenancy.queries import MEMBER_ROLE, TENANT_DISABLED_AT, TENANT_POLICY_VERSION, tenant_state
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -49,18 +50,19 @@ TOKEN_EXP = "token_exp"  # noqa: S105 - a dict key, not a secret
 
 #: The session, its user, its tenant and the user's membership there: one round trip per request,
 #: so a removed member, a lowered role or a deactivated tenant takes effect on the next request.
+#: Tenancy owns the tenant and membership tables: it writes their part of the query (`tenant_state`).
+_SESSION_TENANT = tenant_state("s.tenant_id", "s.user_id")
 _SESSION_SQL = (
-    "SELECT s.user_id, s.tenant_id, s.revoked_at, s.expires_at, u.disabled_at, u.is_platform_admin, "
-    "t.policy_version, t.disabled_at AS tenant_disabled_at, m.role AS member_role "
-    "FROM apprun_sessions s JOIN apprun_users u ON u.id = s.user_id "
-    "LEFT JOIN apprun_tenants t ON t.id = s.tenant_id "
-    "LEFT JOIN apprun_memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id WHERE s.id = $1"
+    "SELECT s.user_id, s.tenant_id, s.revoked_at, s.expires_at, u.disabled_at, u.is_platform_admin, "  # noqa: S608 - constant fragments
+    f"{_SESSION_TENANT.columns} FROM apprun_sessions s JOIN apprun_users u ON u.id = s.user_id "
+    f"{_SESSION_TENANT.joins} WHERE s.id = $1"
 )
 #: The user and tenant of an identity from elsewhere (OIDC, Kratos), which has no apprun session.
 #: Its membership is the issuer's say-so (the mapper re-syncs it), so it is not checked here.
+_EXTERNAL_TENANT = tenant_state("$2")
 _EXTERNAL_SQL = (
-    "SELECT u.disabled_at, t.disabled_at AS tenant_disabled_at "
-    "FROM apprun_users u LEFT JOIN apprun_tenants t ON t.id = $2 WHERE u.id = $1"
+    f"SELECT u.disabled_at, {_EXTERNAL_TENANT.columns} "  # noqa: S608 - constant fragments
+    f"FROM apprun_users u {_EXTERNAL_TENANT.joins} WHERE u.id = $1"
 )
 
 #: Why a credential that once held no longer does (the code), and the RFC 6750 description.
@@ -106,9 +108,9 @@ def session_problem(row: Row | None, user_id: str, tenant_id: str | None) -> str
 def _tenant_problem(row: Row, tenant_id: str | None) -> str | None:
     if tenant_id is None:
         return None
-    if row["tenant_disabled_at"] is not None:
+    if row[TENANT_DISABLED_AT] is not None:
         return "auth.tenant_disabled"
-    if row["member_role"] is None and not row["is_platform_admin"]:
+    if row[MEMBER_ROLE] is None and not row["is_platform_admin"]:
         return "auth.membership_revoked"
     return None
 
@@ -187,11 +189,11 @@ class Authenticator:
         ctx.session_id = claims.sid
         ctx.tenant_id = claims.tenant_id
         # The role held now, not the one the token was minted with: a lowered role acts at once.
-        ctx.roles = (str(row["member_role"]),) if row["member_role"] is not None else ()
+        ctx.roles = (str(row[MEMBER_ROLE]),) if row[MEMBER_ROLE] is not None else ()
         ctx.auth_method = "jwt"
         ctx.extra[TOKEN_EXP] = claims.exp
-        if row["policy_version"] is not None:
-            ctx.extra[POLICY_VERSION] = int(row["policy_version"])
+        if row[TENANT_POLICY_VERSION] is not None:
+            ctx.extra[POLICY_VERSION] = int(row[TENANT_POLICY_VERSION])
         if row["is_platform_admin"]:
             ctx.extra[PLATFORM_ADMIN] = True
         ctx.extra["email"] = claims.email
@@ -200,13 +202,13 @@ class Authenticator:
         row = await self.api_keys.lookup(key)
         if row is None:
             raise refusal("auth.invalid_api_key")
-        if row["tenant_disabled_at"] is not None:
+        if row[TENANT_DISABLED_AT] is not None:
             raise refusal("auth.tenant_disabled")
         ctx.tenant_id = row["tenant_id"]
         ctx.auth_method = "service" if row["kind"] == "service" else "api_key"
         ctx.roles = (row["role"],) if row["role"] else ()
         ctx.extra["api_key_id"] = row["id"]
-        ctx.extra[POLICY_VERSION] = int(row["policy_version"])
+        ctx.extra[POLICY_VERSION] = int(row[TENANT_POLICY_VERSION])
 
     async def _external(self, ctx: RequestContext, identity: Any, method: str, exp: int | None = None) -> None:
         if self.mapper is None:  # pragma: no cover - wiring error
@@ -259,7 +261,7 @@ class Authenticator:
             return "auth.session_revoked"
         if row["disabled_at"] is not None:
             return "auth.user_disabled"
-        if ctx.tenant_id is not None and row["tenant_disabled_at"] is not None:
+        if ctx.tenant_id is not None and row[TENANT_DISABLED_AT] is not None:
             return "auth.tenant_disabled"
         return None
 

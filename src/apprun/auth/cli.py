@@ -40,7 +40,7 @@ def admin_create(
         if not sys.stdin.isatty():
             fail("no password given", "pass --password, set APPRUN_ADMIN_PASSWORD, or run in a terminal to be asked")
         secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    preflight(settings)
+    preflight(settings, ctx)
     from apprun.kernel.errors import ApiError
 
     try:

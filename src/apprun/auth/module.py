@@ -23,8 +23,10 @@ from apprun.auth.api import AuthController, InvitationsController, jwks
 from apprun.auth.api_keys import ApiKeys
 from apprun.auth.authn import Authenticator, AuthnMiddleware
 from apprun.auth.bridges import IdentityMapper, KratosClient, OidcVerifier
+from apprun.auth.deps import auth_dependencies
 from apprun.auth.mailer import MailDelivery
-from apprun.auth.oauth import OAuthController, OAuthLogins, OAuthProvider
+from apprun.auth.oauth import OAuthLogins, OAuthProvider
+from apprun.auth.oauth_api import OAuthController
 from apprun.auth.opaque import refresh_key
 from apprun.auth.passwords import Passwords
 from apprun.auth.service import Auth
@@ -40,6 +42,7 @@ from apprun.tenancy.service import Tenancy
 
 if TYPE_CHECKING:
     import typer
+    from litestar.di import Provide
     from litestar.types import ControllerRouterHandler, Middleware
 
     from apprun.kernel.runtime import Runtime
@@ -54,6 +57,8 @@ class AuthModule(Module):
     requires = ("rbac", "tenancy", "events")
     settings = AuthSettings
     messages = "auth"
+    tables = "apprun.auth.tables"
+    migrations = "apprun.auth.migrations"
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         s = section(runtime.settings, AuthSettings)
@@ -153,15 +158,15 @@ class AuthModule(Module):
     def middleware(self) -> Sequence[Middleware]:
         return [DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)]
 
-    def state(self) -> Mapping[str, object]:
-        return {
-            "auth": self.auth,
-            "account": self.account,
-            "admin": self.admin,
-            "api_keys": self.api_keys,
-            "token_keys": self.token_keys,
-            "oauth": self.oauth,
-        }
+    def dependencies(self) -> Mapping[str, Provide]:
+        return auth_dependencies(
+            auth=self.auth,
+            account=self.account,
+            admin=self.admin,
+            api_keys=self.api_keys,
+            token_keys=self.token_keys,
+            oauth_logins=self.oauth,
+        )
 
     def health_checks(self) -> Mapping[str, HealthCheck]:
         return self._health

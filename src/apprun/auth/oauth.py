@@ -23,7 +23,8 @@ form-urlencoded first as RFC 6749 §2.3.1 requires (secrets often hold ``+``
 or ``/``).
 
 authlib supplies the protocol pieces (PKCE challenge, grant URI, token
-generation); the token request itself goes through httpx.
+generation); the token request itself goes through httpx. The two endpoints
+are in ``oauth_api.py``.
 """
 
 from __future__ import annotations
@@ -32,28 +33,23 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 import jwt
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from litestar import Controller, Request, Response, get
-from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery
-from litestar.response import Redirect
 
 from apprun.auth.bridges import IdentityMapper, OidcVerifier
 from apprun.auth.service import Auth, Client
 from apprun.auth.settings import AuthSettings
 from apprun.kernel.db import Database
 from apprun.kernel.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from apprun.kernel.http import ctx_of, user_agent
 from apprun.kernel.logging import get_logger
 from apprun.kernel.times import to_datetime, utcnow
 
-__all__ = ["OAuthController", "OAuthLogins", "OAuthProvider"]
+__all__ = ["OAuthLogins", "OAuthProvider"]
 
 STATE_TTL = 600
 _log = get_logger("apprun.auth.oauth")
@@ -235,52 +231,3 @@ class OAuthLogins:
                 conn, mapped.user_id, str(email), mapped.tenant_id, method=f"oauth:{name}"[:20], client=client
             )
         return pair.to_dict(self.auth.access_ttl), row["redirect_to"]
-
-
-def _client(request: Request[Any, Any, Any]) -> Client:
-    ctx = ctx_of(request)
-    return Client(ip=ctx.client_ip, user_agent=user_agent(request), locale=ctx.locale)
-
-
-def _logins(state: State) -> OAuthLogins:
-    service: OAuthLogins = state.oauth
-    return service
-
-
-class OAuthController(Controller):
-    path = "/auth/oauth"
-    tags = ("auth",)
-
-    @get("/{provider:str}/authorize", summary="Start a social login (redirects to the provider)")
-    async def authorize(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        provider: FromPath[str],
-        redirect_to: FromQuery[str | None] = None,
-    ) -> Redirect:
-        logins = _logins(state)
-        # Anonymous, and each call stores a state row: it shares the auth endpoints' per-IP budget.
-        await logins.auth.limit_ip(_client(request), "oauth_authorize")
-        return Redirect(await logins.authorize_url(provider, redirect_to), status_code=302)
-
-    @get("/{provider:str}/callback", summary="Where the provider sends the browser back")
-    async def callback(
-        self,
-        request: Request[Any, Any, Any],
-        state: State,
-        provider: FromPath[str],
-        code: FromQuery[str | None] = None,
-        error: FromQuery[str | None] = None,
-    ) -> Response[Any]:
-        # `state` is the OAuth parameter; Litestar reserves the name for app state.
-        oauth_state = request.query_params.get("state")
-        if error or not code or not oauth_state:
-            raise BadRequest("auth.oauth_exchange_failed", details={"error": error})
-        logins, client = _logins(state), _client(request)
-        await logins.auth.limit_ip(client, "oauth_callback")
-        tokens, redirect_to = await logins.complete(provider, code, oauth_state, client)
-        if redirect_to:
-            fragment = urlencode({k: v for k, v in tokens.items() if isinstance(v, str | int)})
-            return Redirect(f"{redirect_to}#{fragment}", status_code=302)
-        return Response(tokens)

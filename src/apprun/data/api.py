@@ -13,9 +13,9 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from litestar import Request, Response, delete, get, head, patch, post, put
-from litestar.datastructures import State
 from litestar.params import FromPath
 
+from apprun.data.deps import DataServiceDep
 from apprun.data.http_prefs import CSV, Preferences, content_range, negotiate, parse_prefer, parse_range, to_csv
 from apprun.data.query.ast import Filter, ReadQuery
 from apprun.data.query.grammar import MAX_PARAMS, parse_read
@@ -23,19 +23,15 @@ from apprun.data.reads import ReadResult
 from apprun.data.rows import check_single, normalize_id, sole_element
 from apprun.data.service import DataService
 from apprun.data.writes import WriteResult
+from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
-from apprun.kernel.http import ctx_of
+from apprun.kernel.http import CtxDep
 
 __all__ = ["data_routes"]
 
 _PATHS = ["/data/{collection:str}", "/rest/v1/{collection:str}"]
 _RECORD_PATHS = ["/data/{collection:str}/{record_id:str}", "/rest/v1/{collection:str}/{record_id:str}"]
 _JSON_TYPES = ("application/json", "application/vnd.pgrst.object+json", "")
-
-
-def _service(state: State) -> DataService:
-    service: DataService = state.data
-    return service
 
 
 def _raw_query(request: Request[Any, Any, Any]) -> str:
@@ -111,7 +107,7 @@ def _render(body: str, rows: int, representation: str) -> tuple[str, str]:
 
 # --- reads -------------------------------------------------------------------------------------
 async def _read(
-    request: Request[Any, Any, Any], state: State, collection: FromPath[str]
+    request: Request[Any, Any, Any], ctx: RequestContext, data_service: DataService, collection: str
 ) -> tuple[ReadResult, int, dict[str, str], str]:
     representation = negotiate(request.headers.get("accept"))
     prefs = _prefs(request)
@@ -121,8 +117,8 @@ async def _read(
     if ranged is not None and limit is None and offset is None:
         offset, limit = ranged
     count = prefs.get("count")
-    result = await _service(state).reads.read(
-        ctx_of(request),
+    result = await data_service.reads.read(
+        ctx,
         collection,
         query,
         limit=limit,
@@ -146,15 +142,19 @@ async def _read(
 
 
 @get(_PATHS, summary="Read rows: PostgREST filters, select, order, paging", tags=["data"])
-async def read_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
-    result, status, headers, representation = await _read(request, state, collection)
+async def read_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
+    result, status, headers, representation = await _read(request, ctx, data_service, collection)
     body, media = _render(result.body, result.rows, representation)
     return Response(body, status_code=status, media_type=media, headers=headers)
 
 
 @head(_PATHS, summary="Read rows without a body (counts and ranges in the headers)", tags=["data"])
-async def head_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[None]:
-    _, status, headers, _ = await _read(request, state, collection)
+async def head_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[None]:
+    _, status, headers, _ = await _read(request, ctx, data_service, collection)
     return Response(None, status_code=status, headers=headers)
 
 
@@ -193,14 +193,16 @@ def _expect_one(request: Request[Any, Any, Any], prefs: Preferences) -> bool:
 @post(
     _PATHS, summary="Insert rows (an object or an array, all or nothing); upsert with Prefer: resolution", tags=["data"]
 )
-async def insert_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+async def insert_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
     prefs = _prefs(request)
     query = _query(request)
     body = _only_columns(await _body(request), query.columns, missing_default=prefs.get("missing") == "default")
     resolution = prefs.get("resolution")
     with _write_errors("write"):
-        result = await _service(state).writes.create(
-            ctx_of(request),
+        result = await data_service.writes.create(
+            ctx,
             collection,
             body,
             returning=_returning(prefs, query),
@@ -232,13 +234,15 @@ def _only_columns(body: Any, columns: tuple[str, ...], *, missing_default: bool)
 
 
 @patch(_PATHS, summary="Update the rows the filters select", tags=["data"])
-async def update_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+async def update_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
     prefs = _prefs(request)
     query = _query(request)
     body = await _body(request)
     with _write_errors("write"):
-        result = await _service(state).writes.update(
-            ctx_of(request),
+        result = await data_service.writes.update(
+            ctx,
             collection,
             query,
             body,
@@ -249,12 +253,14 @@ async def update_rows(request: Request[Any, Any, Any], state: State, collection:
 
 
 @delete(_PATHS, summary="Delete the rows the filters select", tags=["data"], status_code=200)
-async def delete_rows(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+async def delete_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
     prefs = _prefs(request)
     query = _query(request)
     with _write_errors("delete"):
-        result = await _service(state).writes.delete(
-            ctx_of(request),
+        result = await data_service.writes.delete(
+            ctx,
             collection,
             query,
             returning=_returning(prefs, query),
@@ -264,11 +270,13 @@ async def delete_rows(request: Request[Any, Any, Any], state: State, collection:
 
 
 @put(_PATHS, summary="Replace one row: PUT /data/c?id=eq.<uuid> with the whole row (404 when not yours)", tags=["data"])
-async def put_row(request: Request[Any, Any, Any], state: State, collection: FromPath[str]) -> Response[str]:
+async def put_row(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
     prefs = _prefs(request)
     query = _query(request)
     record_id = _id_from_filter(query)
-    return await _put(request, state, collection, record_id, prefs=prefs, query=query)
+    return await _put(request, ctx, data_service, collection, record_id, prefs=prefs, query=query)
 
 
 def _id_from_filter(query: ReadQuery) -> str:
@@ -288,7 +296,8 @@ def _id_from_filter(query: ReadQuery) -> str:
 
 async def _put(
     request: Request[Any, Any, Any],
-    state: State,
+    ctx: RequestContext,
+    data_service: DataService,
     collection: str,
     record_id: str,
     *,
@@ -297,8 +306,8 @@ async def _put(
 ) -> Response[str]:
     body = await _body(request)
     with _write_errors("write"):
-        result = await _service(state).writes.put(
-            ctx_of(request),
+        result = await data_service.writes.put(
+            ctx,
             collection,
             record_id,
             body,
@@ -317,24 +326,32 @@ def _select_only(request: Request[Any, Any, Any]) -> ReadQuery:
 
 @get(_RECORD_PATHS, summary="One row by id (404 when it does not exist or is not yours)", tags=["data"])
 async def read_record(
-    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    ctx: CtxDep,
+    data_service: DataServiceDep,
+    collection: FromPath[str],
+    record_id: FromPath[str],
 ) -> Response[str]:
     query = _select_only(request)
-    body = await _service(state).reads.get_one(ctx_of(request), collection, record_id, query)
+    body = await data_service.reads.get_one(ctx, collection, record_id, query)
     return Response(body, media_type="application/json")
 
 
 @patch(_RECORD_PATHS, summary="Change one row by id; replies with the row", tags=["data"])
 async def update_record(
-    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    ctx: CtxDep,
+    data_service: DataServiceDep,
+    collection: FromPath[str],
+    record_id: FromPath[str],
 ) -> Response[str]:
     query = _select_only(request)
     prefs = _prefs(request)
     body = await _body(request)
     minimal = prefs.get("return") == "minimal"
     with _write_errors("write"):
-        result = await _service(state).writes.update(
-            ctx_of(request),
+        result = await data_service.writes.update(
+            ctx,
             collection,
             ReadQuery(),
             body,
@@ -350,12 +367,16 @@ async def update_record(
 
 @delete(_RECORD_PATHS, summary="Delete one row by id", tags=["data"], status_code=204)
 async def delete_record(
-    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    ctx: CtxDep,
+    data_service: DataServiceDep,
+    collection: FromPath[str],
+    record_id: FromPath[str],
 ) -> None:
     _select_only(request)
     with _write_errors("delete"):
-        result = await _service(state).writes.delete(
-            ctx_of(request),
+        result = await data_service.writes.delete(
+            ctx,
             collection,
             ReadQuery(),
             ids=[normalize_id(record_id)],
@@ -366,11 +387,15 @@ async def delete_record(
 
 @put(_RECORD_PATHS, summary="Replace one row by id (404 when it does not exist or is not yours)", tags=["data"])
 async def put_record(
-    request: Request[Any, Any, Any], state: State, collection: FromPath[str], record_id: FromPath[str]
+    request: Request[Any, Any, Any],
+    ctx: CtxDep,
+    data_service: DataServiceDep,
+    collection: FromPath[str],
+    record_id: FromPath[str],
 ) -> Response[str]:
     query = _select_only(request)
     prefs = _prefs(request)
-    return await _put(request, state, collection, normalize_id(record_id), prefs=prefs, query=query)
+    return await _put(request, ctx, data_service, collection, normalize_id(record_id), prefs=prefs, query=query)
 
 
 def data_routes() -> list[Any]:

@@ -40,7 +40,7 @@ def collections_apply(
     if not file.is_file():
         fail(f"{file} does not exist", "give the path of a YAML file with collection definitions")
     settings = settings_of(ctx, DataSettings)
-    preflight(settings)
+    preflight(settings, ctx)
     from apprun.data.schema.schema_file import apply_file
     from apprun.kernel.errors import ApiError
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from apprun.data.schema.catalog import Catalog, parse_definition
+from apprun.data.deps import CatalogDep
+from apprun.data.schema.catalog import parse_definition
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import BadRequest, Forbidden, Unauthorized
-from apprun.kernel.http import ctx_of
+from apprun.kernel.http import CtxDep
 from apprun.rbac.service import PLATFORM_ADMIN
 
 __all__ = ["CollectionsController", "require_platform_admin"]
@@ -22,11 +22,6 @@ def require_platform_admin(ctx: RequestContext) -> None:
         raise Unauthorized()
     if not ctx.extra.get(PLATFORM_ADMIN):
         raise Forbidden("auth.platform_admin_only")
-
-
-def _catalog(state: State) -> Catalog:
-    catalog: Catalog = state.catalog
-    return catalog
 
 
 async def _definition(request: Request[Any, Any, Any]) -> Any:
@@ -41,9 +36,9 @@ class CollectionsController(Controller):
     tags = ("collections",)
 
     @get(summary="Every collection's definition")
-    async def list_collections(self, request: Request[Any, Any, Any], state: State) -> list[dict[str, Any]]:
-        require_platform_admin(ctx_of(request))
-        collections = await _catalog(state).all()
+    async def list_collections(self, ctx: CtxDep, catalog: CatalogDep) -> list[dict[str, Any]]:
+        require_platform_admin(ctx)
+        collections = await catalog.all()
         return [
             c.model_dump(mode="json", exclude_none=True) for c in sorted(collections.values(), key=lambda c: c.name)
         ]
@@ -55,36 +50,35 @@ class CollectionsController(Controller):
     async def apply_collection(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        ctx: CtxDep,
+        catalog: CatalogDep,
         dry_run: FromQuery[bool] = False,
         allow_destructive: FromQuery[bool] = False,
     ) -> Response[dict[str, Any]]:
-        ctx = ctx_of(request)
         require_platform_admin(ctx)
         collection = parse_definition(await _definition(request))
-        result = await _catalog(state).apply(
+        result = await catalog.apply(
             collection, actor=ctx.user_id, allow_destructive=allow_destructive, dry_run=dry_run
         )
         status = 201 if result.operation == "create" and result.applied else 200
         return Response(result.to_dict(), status_code=status)
 
     @get("/{name:str}", summary="One collection's definition")
-    async def get_collection(
-        self, request: Request[Any, Any, Any], state: State, name: FromPath[str]
-    ) -> dict[str, Any]:
-        require_platform_admin(ctx_of(request))
-        return (await _catalog(state).require(name)).model_dump(mode="json", exclude_none=True)
+    async def get_collection(self, ctx: CtxDep, catalog: CatalogDep, name: FromPath[str]) -> dict[str, Any]:
+        require_platform_admin(ctx)
+        return (await catalog.require(name)).model_dump(mode="json", exclude_none=True)
 
     @put("/{name:str}", summary="Change a collection to this definition")
     async def put_collection(
         self,
+        *,
         request: Request[Any, Any, Any],
-        state: State,
+        ctx: CtxDep,
+        catalog: CatalogDep,
         name: FromPath[str],
         dry_run: FromQuery[bool] = False,
         allow_destructive: FromQuery[bool] = False,
     ) -> Response[dict[str, Any]]:
-        ctx = ctx_of(request)
         require_platform_admin(ctx)
         body = await _definition(request)
         if isinstance(body, dict):
@@ -92,7 +86,7 @@ class CollectionsController(Controller):
         collection = parse_definition(body)
         if collection.name != name:
             raise BadRequest("data.collection_name_mismatch", params={"name": name})
-        result = await _catalog(state).apply(
+        result = await catalog.apply(
             collection, actor=ctx.user_id, allow_destructive=allow_destructive, dry_run=dry_run
         )
         status = 201 if result.operation == "create" and result.applied else 200
@@ -101,23 +95,18 @@ class CollectionsController(Controller):
     @delete("/{name:str}", summary="Drop a collection and its rows (needs ?allow_destructive=true)", status_code=200)
     async def drop_collection(
         self,
-        request: Request[Any, Any, Any],
-        state: State,
+        ctx: CtxDep,
+        catalog: CatalogDep,
         name: FromPath[str],
         dry_run: FromQuery[bool] = False,
         allow_destructive: FromQuery[bool] = False,
     ) -> dict[str, Any]:
-        ctx = ctx_of(request)
         require_platform_admin(ctx)
-        result = await _catalog(state).drop(
-            name, actor=ctx.user_id, allow_destructive=allow_destructive, dry_run=dry_run
-        )
+        result = await catalog.drop(name, actor=ctx.user_id, allow_destructive=allow_destructive, dry_run=dry_run)
         return result.to_dict()
 
     @get("/{name:str}/history", summary="Every change applied to a collection")
-    async def collection_history(
-        self, request: Request[Any, Any, Any], state: State, name: FromPath[str]
-    ) -> list[dict[str, Any]]:
-        require_platform_admin(ctx_of(request))
-        await _catalog(state).require(name)
-        return await _catalog(state).history(name)
+    async def collection_history(self, ctx: CtxDep, catalog: CatalogDep, name: FromPath[str]) -> list[dict[str, Any]]:
+        require_platform_admin(ctx)
+        await catalog.require(name)
+        return await catalog.history(name)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from apprun.data.api import data_routes
 from apprun.data.collections_api import CollectionsController
+from apprun.data.deps import data_dependencies
 from apprun.data.hooks import Hooks
 from apprun.data.openapi import CollectionsOpenApi
 from apprun.data.schema.catalog import Catalog
@@ -25,6 +26,7 @@ from apprun.rbac.service import Rbac
 
 if TYPE_CHECKING:
     import typer
+    from litestar.di import Provide
     from litestar.types import ControllerRouterHandler
 
     from apprun.kernel.runtime import Runtime
@@ -39,6 +41,8 @@ class DataModule(Module):
     requires = ("rbac", "events")
     settings = DataSettings
     messages = "data"
+    tables = "apprun.data.tables"
+    migrations = "apprun.data.migrations"
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         s = section(runtime.settings, DataSettings)
@@ -60,8 +64,8 @@ class DataModule(Module):
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:
         return [self.openapi]
 
-    def state(self) -> Mapping[str, object]:
-        return {"data": self.service, "catalog": self.catalog}
+    def dependencies(self) -> Mapping[str, Provide]:
+        return data_dependencies(self.service, self.catalog)
 
     async def start(self, runtime: Runtime) -> None:
         await self.catalog.ensure_data_role()

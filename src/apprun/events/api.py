@@ -9,19 +9,16 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from apprun.events.deps import EventsDep, WebhookRegistryDep
 from apprun.events.envelope import encode
-from apprun.events.service import Events
 from apprun.events.streams import STREAM_CLOSED, StreamClosed
-from apprun.events.webhook_registry import WebhookRegistry
-from apprun.events.webhooks import Webhooks
 from apprun.kernel.errors import BadRequest
-from apprun.kernel.http import ctx_of
+from apprun.kernel.http import CtxDep
 
 __all__ = ["EventsController", "WebhooksController"]
 
@@ -32,16 +29,6 @@ class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     data: Any = None
     subject: str | None = None
-
-
-def _events(state: State) -> Events:
-    service: Events = state.events
-    return service
-
-
-def _webhooks(state: State) -> WebhookRegistry:
-    service: Webhooks = state.webhooks
-    return service.registry
 
 
 def _time(value: str | None, name: str) -> dt.datetime | None:
@@ -59,26 +46,24 @@ class EventsController(Controller):
     tags = ("events",)
 
     @post(status_code=HTTP_202_ACCEPTED, summary="Publish an event of your own (type under `app.`)")
-    async def publish(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[PublishBody]
-    ) -> dict[str, Any]:
-        event = await _events(state).publish(
-            ctx_of(request), event_type=data.type, subject=data.subject, data=data.data
-        )
+    async def publish(self, ctx: CtxDep, events: EventsDep, data: JSONBody[PublishBody]) -> dict[str, Any]:
+        event = await events.publish(ctx, event_type=data.type, subject=data.subject, data=data.data)
         return {"id": event.id, "type": event.type, "time": event.time}
 
     @get(summary="The tenant's recent events, newest first")
     async def history(
         self,
+        *,
         request: Request[Any, Any, Any],
-        state: State,
+        ctx: CtxDep,
+        events: EventsDep,
         since: FromQuery[str | None] = None,
         until: FromQuery[str | None] = None,
         limit: FromQuery[int] = 100,
     ) -> list[dict[str, Any]]:
         # `type` is read by hand: it would shadow the builtin as a parameter name.
-        return await _events(state).history(
-            ctx_of(request),
+        return await events.history(
+            ctx,
             event_type=request.query_params.get("type"),
             since=_time(since, "since"),
             until=_time(until, "until"),
@@ -86,10 +71,10 @@ class EventsController(Controller):
         )
 
     @get("/stream", summary="Live tail of the tenant's events (Server-Sent Events)")
-    async def stream(self, request: Request[Any, Any, Any], state: State) -> ServerSentEvent:
+    async def stream(self, request: Request[Any, Any, Any], ctx: CtxDep, events: EventsDep) -> ServerSentEvent:
         types = tuple(t for t in request.query_params.getall("type", []) if t)
         # Permission is checked here, and listening begun, before the 200 goes out.
-        stream = await _events(state).open_stream(ctx_of(request), types)
+        stream = await events.open_stream(ctx, types)
 
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
             try:
@@ -115,44 +100,52 @@ class WebhooksController(Controller):
     tags = ("webhooks",)
 
     @get(summary="The tenant's webhooks")
-    async def list_webhooks(self, request: Request[Any, Any, Any], state: State) -> list[dict[str, Any]]:
-        return await _webhooks(state).all(ctx_of(request))
+    async def list_webhooks(self, ctx: CtxDep, webhook_registry: WebhookRegistryDep) -> list[dict[str, Any]]:
+        return await webhook_registry.all(ctx)
 
     @post(summary="Register a webhook; the signing secret is in the reply, once")
     async def create_webhook(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[dict[str, Any]]
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, data: JSONBody[dict[str, Any]]
     ) -> dict[str, Any]:
-        return await _webhooks(state).create(ctx_of(request), data)
+        return await webhook_registry.create(ctx, data)
 
     @get("/{webhook_id:str}", summary="One webhook")
     async def get_webhook(
-        self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str]
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, webhook_id: FromPath[str]
     ) -> dict[str, Any]:
-        return await _webhooks(state).get(ctx_of(request), webhook_id)
+        return await webhook_registry.get(ctx, webhook_id)
 
     @patch("/{webhook_id:str}", summary="Change URL, event types, description or active")
     async def update_webhook(
-        self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str], data: JSONBody[dict[str, Any]]
+        self,
+        ctx: CtxDep,
+        webhook_registry: WebhookRegistryDep,
+        webhook_id: FromPath[str],
+        data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
-        return await _webhooks(state).update(ctx_of(request), webhook_id, data)
+        return await webhook_registry.update(ctx, webhook_id, data)
 
     @delete("/{webhook_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a webhook")
-    async def delete_webhook(self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str]) -> None:
-        await _webhooks(state).delete(ctx_of(request), webhook_id)
+    async def delete_webhook(
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, webhook_id: FromPath[str]
+    ) -> None:
+        await webhook_registry.delete(ctx, webhook_id)
 
     @post(
         "/{webhook_id:str}/rotate-secret",
         status_code=HTTP_200_OK,
         summary="A new signing secret (the old one stops at once)",
     )
-    async def rotate(self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str]) -> dict[str, Any]:
-        return await _webhooks(state).rotate_secret(ctx_of(request), webhook_id)
+    async def rotate(
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, webhook_id: FromPath[str]
+    ) -> dict[str, Any]:
+        return await webhook_registry.rotate_secret(ctx, webhook_id)
 
     @get("/{webhook_id:str}/deliveries", summary="Recent deliveries with every attempt")
     async def deliveries(
-        self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str], limit: FromQuery[int] = 50
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, webhook_id: FromPath[str], limit: FromQuery[int] = 50
     ) -> list[dict[str, Any]]:
-        return await _webhooks(state).deliveries(ctx_of(request), webhook_id, limit)
+        return await webhook_registry.deliveries(ctx, webhook_id, limit)
 
     @post(
         "/{webhook_id:str}/deliveries/{delivery_id:str}/redeliver",
@@ -160,6 +153,6 @@ class WebhooksController(Controller):
         summary="Send a delivery again",
     )
     async def redeliver(
-        self, request: Request[Any, Any, Any], state: State, webhook_id: FromPath[str], delivery_id: FromPath[str]
+        self, ctx: CtxDep, webhook_registry: WebhookRegistryDep, webhook_id: FromPath[str], delivery_id: FromPath[str]
     ) -> dict[str, Any]:
-        return await _webhooks(state).redeliver(ctx_of(request), webhook_id, delivery_id)
+        return await webhook_registry.redeliver(ctx, webhook_id, delivery_id)

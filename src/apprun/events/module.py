@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from apprun.events.api import EventsController, WebhooksController
 from apprun.events.bus import EventBus
+from apprun.events.deps import events_dependencies
 from apprun.events.envelope import set_default_source
 from apprun.events.memory_bus import MemoryBus
 from apprun.events.metrics import EventMetrics
@@ -30,6 +31,7 @@ from apprun.kernel.runtime import stop_step
 from apprun.rbac.service import Rbac
 
 if TYPE_CHECKING:
+    from litestar.di import Provide
     from litestar.types import ControllerRouterHandler
 
     from apprun.kernel.runtime import Runtime
@@ -63,6 +65,8 @@ class EventsModule(Module):
     requires = ("rbac",)
     settings = EventsSettings
     messages = "events"
+    tables = "apprun.events.tables"
+    migrations = "apprun.events.migrations"
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         s = section(runtime.settings, EventsSettings)
@@ -102,8 +106,8 @@ class EventsModule(Module):
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [EventsController, WebhooksController]
 
-    def state(self) -> Mapping[str, object]:
-        return {"events": self.events, "webhooks": self.webhooks, "bus": self.bus, "relay": self.relay}
+    def dependencies(self) -> Mapping[str, Provide]:
+        return events_dependencies(self.events, self.webhooks.registry)
 
     def health_checks(self) -> Mapping[str, HealthCheck]:
         # Optional: the outbox keeps events while the bus is down; the relay publishes them when it is back.

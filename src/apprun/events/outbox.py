@@ -43,7 +43,7 @@ from apprun.kernel.errors import ApiError
 from apprun.kernel.logging import get_logger
 from apprun.kernel.times import to_datetime, utcnow
 
-__all__ = ["NOTIFY_CHANNEL", "Relay", "emit"]
+__all__ = ["NOTIFY_CHANNEL", "Relay", "allow_emitting", "emit", "emit_grant"]
 
 NOTIFY_CHANNEL = "apprun_outbox"
 _PG_RELAY_LOCK = 0x61707072756E02  # "apprun" + 2: the relay leader's advisory lock
@@ -71,6 +71,24 @@ async def emit(conn: Connection, event: CloudEvent) -> CloudEvent:
             await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         conn.on_commit(_wake)
     return event
+
+
+def emit_grant(role: str) -> str:
+    """The statement that lets PostgreSQL role ``role`` emit events (insert into the outbox).
+
+    ``role`` is a configured role name (``DB_DATA_ROLE``), quoted here as an identifier.
+    """
+    return f'GRANT INSERT ON apprun_event_outbox TO "{role}"'
+
+
+async def allow_emitting(conn: Connection, role: str) -> None:
+    """Let ``role`` emit events (PostgreSQL; a grant already in place is not repeated).
+
+    The data module's requests run as their own role, and a write emits its
+    record event in the same transaction, under that role.
+    """
+    if not await conn.fetchval("SELECT has_table_privilege($1, 'apprun_event_outbox', 'INSERT')", role):
+        await conn.execute(emit_grant(role))
 
 
 def _wake() -> None:

@@ -85,13 +85,18 @@ def modules_for(ctx: typer.Context, name: str) -> tuple[type[Module], ...]:
     return needed_for(_context(ctx).load_modules(), name)
 
 
-def preflight(settings: KernelSettings) -> None:
-    """Wait for the database and migrate/check the schema once (before serving, or before a command's work)."""
+def preflight(settings: KernelSettings, ctx: typer.Context) -> None:
+    """Wait for the database and migrate/check the schema once (before serving, or before a command's work).
+
+    Every listed module's tables are migrated (``ctx`` gives the module list), not only the command's.
+    """
+    from apprun.kernel.modules import migration_locations
     from apprun.kernel.runtime import BootError
     from apprun.kernel.runtime import preflight as check
 
+    migrations = migration_locations(_context(ctx).load_modules())
     try:
         with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
-            asyncio.run(check(settings))
+            asyncio.run(check(settings, migrations))
     except BootError as exc:
         fail(str(exc))

@@ -42,7 +42,7 @@ async def _data_dir(settings: KernelSettings) -> DoctorResult:
         return DoctorResult("data dir", False, f"{path}: {exc.strerror}", "make APPRUN_DATA_DIR writable")
 
 
-async def _database(settings: KernelSettings) -> DoctorResult:
+async def _database(settings: KernelSettings, migrations: Sequence[str]) -> DoctorResult:
     db = create_database(settings)
     name = f"database ({db.dialect})"
     try:
@@ -59,17 +59,17 @@ async def _database(settings: KernelSettings) -> DoctorResult:
     finally:
         await db.close()
     try:
-        state = await migration_state(settings.database)
+        state = await migration_state(settings.database, migrations)
     except Exception as exc:  # noqa: BLE001
         return DoctorResult(name, False, f"cannot read the schema revision: {exc}", "run `apprun migrate`")
     if not state.up_to_date:
         return DoctorResult(
             name,
             False,
-            f"{db.describe()} answers, schema at {state.current or '(empty)'}, needs {state.head}",
+            f"{db.describe()} answers, schema at {state.current_text}, needs {state.heads_text}",
             "run `apprun migrate`",
         )
-    return DoctorResult(name, True, f"{db.describe()}, {latency * 1000:.1f} ms, schema {state.current}", "")
+    return DoctorResult(name, True, f"{db.describe()}, {latency * 1000:.1f} ms, schema up to date", "")
 
 
 async def greeting(host: str, port: int, send: bytes | None, wait: float = 2.0) -> bytes:
@@ -105,10 +105,20 @@ async def _secret(settings: KernelSettings) -> DoctorResult:
 
 
 async def run_checks(
-    settings: KernelSettings, extra: Sequence[Callable[[], Awaitable[DoctorResult]]] = ()
+    settings: KernelSettings,
+    extra: Sequence[Callable[[], Awaitable[DoctorResult]]] = (),
+    *,
+    migrations: Sequence[str],
 ) -> list[DoctorResult]:
-    """The kernel's checks that apply to this configuration, then ``extra`` (the modules'), run concurrently."""
-    checks: list[Awaitable[DoctorResult]] = [_data_dir(settings), _secret(settings), _database(settings)]
+    """The kernel's checks that apply to this configuration, then ``extra`` (the modules'), run concurrently.
+
+    ``migrations``: every listed module's migrations package, for the schema check.
+    """
+    checks: list[Awaitable[DoctorResult]] = [
+        _data_dir(settings),
+        _secret(settings),
+        _database(settings, migrations),
+    ]
     if settings.redis_host:
         checks.append(_redis(settings))
     checks.extend(check() for check in extra)

@@ -1,23 +1,74 @@
-"""Small helpers every module's ``api.py`` uses."""
+"""What every module's HTTP layer shares: the request context as a dependency, services as dependencies.
+
+Handlers receive what they use as typed parameters, by Litestar's dependency
+injection (``Provide``), never by name from ``app.state``::
+
+    async def read_rows(ctx: CtxDep, data_service: DataServiceDep, ...) -> Response[str]: ...
+
+``ctx`` is the kernel's one dependency (`kernel_dependencies`): the
+`RequestContext` the kernel middleware put in the ASGI scope and the auth
+layer completed. Each module declares its services in its ``deps.py``: a type
+alias per parameter (``DataServiceDep = NamedDependency[DataService]``, which
+mypy reads as ``DataService``) and the ``Provide`` of each, made with
+`provide_service`, that its ``Module.dependencies()`` returns under the
+parameter's name. The application registers the kernel's and every enabled
+module's on the Litestar app (``kernel/modules.py`` refuses a name declared
+twice).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Request
+from litestar.di import NamedDependency, Provide
+from litestar.types import Scope
 
 from apprun.kernel.context import RequestContext, from_scope
 from apprun.kernel.errors import InternalError
 
-__all__ = ["ctx_of", "user_agent"]
+__all__ = ["CTX", "CtxDep", "kernel_dependencies", "provide_service", "request_context", "user_agent"]
+
+T = TypeVar("T")
+
+#: The parameter name under which handlers receive the request's context.
+CTX = "ctx"
+#: A handler's ``ctx: CtxDep`` is the request's `RequestContext`.
+CtxDep = NamedDependency[RequestContext]
 
 
-def ctx_of(request: Request[Any, Any, Any]) -> RequestContext:
-    """The request's context, built by the kernel middleware and the auth layer."""
-    ctx = from_scope(request.scope)
-    if ctx is None:  # pragma: no cover - the kernel middleware always sets it
+def request_context(scope: Scope) -> RequestContext:
+    """The request's context, built by the kernel middleware and completed by the auth layer."""
+    ctx = from_scope(scope)
+    if ctx is None:  # pragma: no cover - the kernel middleware sets it on every HTTP request
         raise InternalError()
     return ctx
+
+
+def kernel_dependencies() -> dict[str, Provide]:
+    """The kernel's handler dependencies: the request context."""
+    return {CTX: Provide(request_context, sync_to_thread=False)}
+
+
+def provide_service(service: T) -> Provide:
+    """The ``Provide`` of a service built once at startup, resolved after the request context.
+
+    The value is constant (``use_cache``), so resolving it costs a lookup. It
+    depends on ``ctx`` for the order alone: Litestar resolves the dependencies
+    of a handler that do not depend on one another together, in an anyio task
+    group (litestar#4563). Measured here on a bare Litestar app (2 busy cores,
+    per request): a handler reading ``app.state`` 56 µs, ``ctx`` then one
+    service chained like this 59 µs, the two as independent dependencies
+    169 µs. Chained after the context, a handler that takes ``ctx`` and one
+    service resolves them one after the other, without a task group; one that
+    takes two services still pays for the group
+    (tests/test_handler_dependencies.py lists those, none on a hot path).
+    """
+
+    def dependency(ctx: CtxDep) -> T:  # ctx unused: taken for the resolution order (see above)
+        return service
+
+    return Provide(dependency, use_cache=True, sync_to_thread=False)
 
 
 def user_agent(request: Request[Any, Any, Any]) -> str | None:

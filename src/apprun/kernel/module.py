@@ -17,6 +17,11 @@ What a module declares, read without building it:
   ``Settings`` in ``apprun/modules.py``; its code reads them with
   ``section(runtime.settings, MySettings)``;
 - ``messages``: its gettext domain, ``locales/<locale>/LC_MESSAGES/<domain>.po``;
+- ``tables``: the Python module defining its tables on the kernel's one
+  `metadata` (``"apprun.auth.tables"``); no other module names them in SQL;
+- ``migrations``: the package of its Alembic revisions (``"apprun.auth.migrations"``),
+  one branch labelled with its ``name``; every listed module's are migrated,
+  enabled or not (``kernel.modules.migration_locations``);
 - `cli`: the ``apprun`` sub-command groups it adds (typer apps);
 - `doctor_checks`: what ``apprun doctor`` checks for it (its engines).
 
@@ -31,9 +36,11 @@ Its lifecycle, in this order:
    who may see a record's event; auth gives tenancy its user directory). A
    lower module never looks for a higher one: a port whose filler is switched
    off keeps its safe default.
-3. **Mount**: app.py collects `routes`, `middleware`, `dependencies`,
-   `openapi_extenders` and `state`; the health checks (`health_checks`) are
-   registered when the module has started.
+3. **Mount**: app.py collects `routes`, `middleware`, `dependencies` and
+   `openapi_extenders`; the health checks (`health_checks`) are registered
+   when the module has started. Handlers get services and the request context
+   as typed parameters (``Provide``, see `apprun.kernel.http`), never from
+   ``app.state``.
 4. **Run**: `start` once the kernel's resources are up (database, migrations),
    in list order; `stop` at shutdown in reverse order, each bounded by the
    runtime's ``STOP_TIMEOUT`` so a hung module cannot keep the others open.
@@ -125,6 +132,10 @@ class Module(ABC):
     settings: ClassVar[type[KernelSettings]] = KernelSettings
     #: Its gettext domain (``locales/<locale>/LC_MESSAGES/<domain>.po``), or None.
     messages: ClassVar[str | None] = None
+    #: The Python module that defines its tables on the kernel's ``metadata`` (``"apprun.auth.tables"``), or None.
+    tables: ClassVar[str | None] = None
+    #: The package of its Alembic revisions, one branch labelled with its ``name`` (``"apprun.auth.migrations"``).
+    migrations: ClassVar[str | None] = None
 
     @abstractmethod
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
@@ -143,7 +154,10 @@ class Module(ABC):
         return ()
 
     def dependencies(self) -> Mapping[str, Provide]:
-        """Its handlers' dependencies (Litestar ``Provide``), by parameter name."""
+        """Its handlers' dependencies (Litestar ``Provide``), by parameter name (its ``deps.py``).
+
+        Names are unique across the modules and the kernel's ``ctx``.
+        """
         return {}
 
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:
@@ -152,10 +166,6 @@ class Module(ABC):
 
     def health_checks(self) -> Mapping[str, HealthCheck]:
         """Its dependencies' checks for ``/.well-known/health-check``: name -> (check, required)."""
-        return {}
-
-    def state(self) -> Mapping[str, object]:
-        """Services handlers still find by name on ``app.state`` (until they get them injected)."""
         return {}
 
     async def start(self, runtime: Runtime) -> None:

@@ -4,26 +4,43 @@
 (``apprun/modules.py``) and refuses a selection that cannot work; `assemble`
 builds the enabled modules in order (`build`), wires them, and registers
 their start (in order) and stop (in reverse) on the runtime. The `Assembly` it returns
-is what app.py mounts: routes, middleware, dependencies, OpenAPI extenders
-and the ``app.state`` names.
+is what app.py mounts: routes, middleware, the handlers' dependencies (the
+kernel's ``ctx`` and the modules', each name declared once) and OpenAPI
+extenders.
+
+`migration_locations` and `load_tables` read what every listed module
+declares of its schema (enabled or not: a module switched off keeps its
+tables migrated, so switching it on needs no step).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from apprun.kernel.config import ConfigError, KernelSettings
+from apprun.kernel.http import kernel_dependencies
 from apprun.kernel.module import Module, OpenApiExtender, Wiring
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     from litestar.di import Provide
     from litestar.types import ControllerRouterHandler, Middleware
 
     from apprun.kernel.runtime import Hook, Runtime
 
-__all__ = ["Assembly", "assemble", "build", "check_module_list", "enabled_modules", "needed_for"]
+__all__ = [
+    "Assembly",
+    "assemble",
+    "build",
+    "check_module_list",
+    "enabled_modules",
+    "load_tables",
+    "migration_locations",
+    "needed_for",
+]
 
 
 def check_module_list(modules: Sequence[type[Module]]) -> None:
@@ -85,6 +102,21 @@ def needed_for(modules: Sequence[type[Module]], name: str) -> tuple[type[Module]
     return tuple(module for module in modules if module.name in wanted)
 
 
+def migration_locations(modules: Sequence[type[Module]]) -> tuple[str, ...]:
+    """Every module's migrations package, in list order, whether the module is enabled or not."""
+    return tuple(module.migrations for module in modules if module.migrations)
+
+
+def load_tables(modules: Sequence[type[Module]]) -> sa.MetaData:
+    """The kernel's metadata with every module's tables loaded on it (what the migrations must build)."""
+    from apprun.kernel.db.schema import metadata
+
+    for module in modules:
+        if module.tables:
+            importlib.import_module(module.tables)
+    return metadata
+
+
 @dataclass(frozen=True, eq=False)
 class Assembly:
     """The built modules, in order, and the services they published."""
@@ -103,13 +135,12 @@ class Assembly:
         return [layer for module in self.modules for layer in module.middleware()]
 
     def dependencies(self) -> dict[str, Provide]:
-        return _merged("dependency", {module.name: module.dependencies() for module in self.modules})
+        """The kernel's (``ctx``) and every module's, by parameter name; a name declared twice is a `ConfigError`."""
+        declared = {"kernel": kernel_dependencies(), **{module.name: module.dependencies() for module in self.modules}}
+        return _merged("handler dependency", declared)
 
     def openapi_extenders(self) -> list[OpenApiExtender]:
         return [extend for module in self.modules for extend in module.openapi_extenders()]
-
-    def state(self) -> dict[str, object]:
-        return _merged("app.state name", {module.name: module.state() for module in self.modules})
 
     async def stop(self, runtime: Runtime) -> None:
         """Stop the modules in reverse order, each bounded: for a command that built them without a server."""
@@ -132,7 +163,11 @@ def _merged(what: str, by_module: Mapping[str, Mapping[str, Any]]) -> dict[str, 
 
 
 def assemble(modules: Sequence[type[Module]], runtime: Runtime, wiring: Wiring | None = None) -> Assembly:
-    """Build and wire the ``modules`` that ``APPRUN_MODULES`` enables (see `build`)."""
+    """Build and wire the ``modules`` that ``APPRUN_MODULES`` enables (see `build`).
+
+    The runtime migrates every listed module's tables, the disabled ones' too.
+    """
+    runtime.migrations = migration_locations(modules)
     return build(enabled_modules(modules, runtime.settings), runtime, wiring)
 
 

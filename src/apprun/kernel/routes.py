@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 
 from apprun import __version__
+from apprun.kernel.db.migrate import state_of
 from apprun.kernel.metrics import CONTENT_TYPE_LATEST
 from apprun.kernel.module import OpenApiExtender
 from apprun.kernel.runtime import Runtime
@@ -53,8 +54,10 @@ def _system_info(modules: Sequence[str]) -> HTTPRouteHandler:
         runtime = _runtime(state)
         async with runtime.db.read() as conn:
             rows = await conn.fetch("SELECT key, value FROM apprun_meta WHERE key IN ('installed_at', 'instance_id')")
-            revision = await conn.fetchval("SELECT version_num FROM apprun_schema_version")
+            stored = [row["version_num"] for row in await conn.fetch("SELECT version_num FROM apprun_schema_version")]
         facts = {row["key"]: row["value"] for row in rows}
+        # One revision per branch (the kernel's and each module's), as `apprun migrate --status` shows them.
+        revision = state_of(stored, runtime.migrations).current_text
         return {
             "name": "apprun",
             "version": __version__,

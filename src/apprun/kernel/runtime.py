@@ -17,7 +17,7 @@ import datetime
 import io
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from apprun.kernel import tracing
@@ -100,29 +100,32 @@ async def wait_for_database(db: Database, boot_wait: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def migrate_or_check(settings: KernelSettings) -> None:
-    """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at head."""
+async def migrate_or_check(settings: KernelSettings, migrations: Sequence[str]) -> None:
+    """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at heads.
+
+    ``migrations``: the modules' migrations packages (``kernel.modules.migration_locations``).
+    """
     config = settings.database
     if settings.auto_migrate:
-        state = await upgrade(config)
-        _log.info("schema_ready", revision=state.current)
+        state = await upgrade(config, migrations)
+        _log.info("schema_ready", revision=state.current_text)
         return
-    state = await migration_state(config)
+    state = await migration_state(config, migrations)
     if not state.up_to_date:
         raise BootError(
-            f"the database schema is at revision {state.current or '(empty)'} but this apprun needs "
-            f"{state.head}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
+            f"the database schema is at revision {state.current_text} but this apprun needs "
+            f"{state.heads_text}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
         )
 
 
-async def preflight(settings: KernelSettings) -> None:
+async def preflight(settings: KernelSettings, migrations: Sequence[str]) -> None:
     """What every worker checks at start, done once before they start, so a
     broken setup fails with one clear message instead of one per worker."""
     db = create_database(settings)
     try:
         await db.open()
         await wait_for_database(db, settings.db_boot_wait)
-        await migrate_or_check(settings)
+        await migrate_or_check(settings, migrations)
     finally:
         await db.close()
 
@@ -133,6 +136,8 @@ class Runtime:
 
     #: The composed settings (every enabled module's section); modules read theirs with `section`.
     settings: KernelSettings
+    #: Every listed module's migrations package (`assemble` sets them); the kernel's branch is always migrated.
+    migrations: tuple[str, ...] = ()
     translator: Translator = field(default_factory=translator)
     metrics: Metrics = field(default_factory=Metrics)
     health: HealthRegistry = field(default_factory=HealthRegistry)
@@ -193,7 +198,7 @@ class Runtime:
         await wait_for_database(self.db, self.settings.db_boot_wait)
 
     async def _migrate(self) -> None:
-        await migrate_or_check(self.settings)
+        await migrate_or_check(self.settings, self.migrations)
 
     async def _record_installation(self) -> None:
         now = datetime.datetime.now(datetime.UTC)

@@ -3,8 +3,10 @@
 Each tenant's rules (its ``p`` policies and the ``g`` role assignments of its
 members and API keys) live in a small `casbin.Enforcer` of their own, loaded
 from the database on first use. Every decision is cached under the tenant's
-``policy_version``, which the database bumps in the same transaction as any
-change to the tenant's roles, policies or members. A request carries the
+``policy_version``, which is bumped in the same transaction as any change to
+the tenant's roles, policies or members. The version lives on the tenant's
+row, which tenancy owns: rbac reads and bumps it through its `PolicyVersions`
+port, which the tenancy module fills (`LocalPolicyVersions` until then). A request carries the
 version it read (from the session lookup), so the first request after a
 change sees a new version, reloads that tenant and misses the cache: a
 revoked permission stops working on the next request, in every worker.
@@ -27,7 +29,7 @@ from casbin.util import key_match
 from apprun.kernel.db import Connection
 from apprun.rbac.model import MODEL_TEXT
 
-__all__ = ["AssignmentSource", "Decision", "TenantEnforcers"]
+__all__ = ["AssignmentSource", "Decision", "LocalPolicyVersions", "PolicyVersions", "TenantEnforcers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,36 @@ class AssignmentSource(Protocol):
         ...
 
 
+class PolicyVersions(Protocol):
+    """Where each tenant's policy version is kept (tenancy: on the tenant's row)."""
+
+    async def current(self, conn: Connection, tenant_id: str) -> int:
+        """The tenant's version now."""
+        ...
+
+    async def bump(self, conn: Connection, tenant_id: str) -> None:
+        """A new version, in ``conn``'s transaction (the one that changes the tenant's rules or members)."""
+        ...
+
+
+class LocalPolicyVersions:
+    """The default while no module keeps the versions (tenancy switched off): counted in this process.
+
+    Without tenancy there are no tenants to act in (auth needs tenancy), so
+    nothing reaches a tenant's rules; counting here still keeps this
+    process's cache honest if something does.
+    """
+
+    def __init__(self) -> None:
+        self._versions: dict[str, int] = {}
+
+    async def current(self, conn: Connection, tenant_id: str) -> int:
+        return self._versions.get(tenant_id, 0)
+
+    async def bump(self, conn: Connection, tenant_id: str) -> None:
+        self._versions[tenant_id] = self._versions.get(tenant_id, 0) + 1
+
+
 @dataclass(slots=True)
 class _Loaded:
     version: int
@@ -81,8 +113,17 @@ class _Loaded:
 class TenantEnforcers:
     """A bounded set of per-tenant enforcers plus the decision cache."""
 
-    def __init__(self, sources: list[AssignmentSource], *, max_tenants: int = 2000, max_decisions: int = 200_000):
+    def __init__(
+        self,
+        sources: list[AssignmentSource],
+        *,
+        versions: PolicyVersions | None = None,
+        max_tenants: int = 2000,
+        max_decisions: int = 200_000,
+    ):
         self._sources = sources
+        #: Where the tenants' policy versions are read (a port: tenancy fills it).
+        self.versions: PolicyVersions = versions or LocalPolicyVersions()
         self._tenants: OrderedDict[str, _Loaded] = OrderedDict()
         self._decisions: OrderedDict[tuple[str, int, str, str, str], Decision] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -151,7 +192,7 @@ class TenantEnforcers:
 
     async def _load(self, conn: Connection, tenant_id: str) -> tuple[casbin.Enforcer, int]:
         self.loads += 1
-        version = await conn.fetchval("SELECT policy_version FROM apprun_tenants WHERE id = $1", tenant_id)
+        version = await self.versions.current(conn, tenant_id)
         rows = await conn.fetch(
             "SELECT role, object, action, effect FROM apprun_policies WHERE tenant_id = $1 ORDER BY id",
             tenant_id,
@@ -167,7 +208,7 @@ class TenantEnforcers:
             )
         if grants:
             enforcer.add_named_grouping_policies("g", grants)
-        return enforcer, int(version or 0)
+        return enforcer, version
 
     def forget(self, tenant_id: str) -> None:
         """Drop a tenant (deleted); its cached decisions age out of the LRU."""

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 from apprun.kernel.module import Module, Wiring
 from apprun.rbac.api import RbacController
+from apprun.rbac.deps import rbac_dependencies
 from apprun.rbac.service import Rbac
 from apprun.rbac.settings import RbacSettings
 
 if TYPE_CHECKING:
+    from litestar.di import Provide
     from litestar.types import ControllerRouterHandler
 
     from apprun.kernel.runtime import Runtime
@@ -26,6 +28,8 @@ class RbacModule(Module):
     name = "rbac"
     settings = RbacSettings
     messages = "rbac"
+    tables = "apprun.rbac.tables"
+    migrations = "apprun.rbac.migrations"
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         self.rbac = Rbac(runtime.db)
@@ -34,5 +38,5 @@ class RbacModule(Module):
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [RbacController]
 
-    def state(self) -> Mapping[str, object]:
-        return {"rbac": self.rbac}
+    def dependencies(self) -> Mapping[str, Provide]:
+        return rbac_dependencies(self.rbac)

@@ -7,7 +7,9 @@ for server-side code) inside its own tenant, and a platform admin. Everyone
 else needs a role in the tenant that a rule allows.
 
 Roles and policies are managed per tenant through this service; each change
-bumps the tenant's ``policy_version`` in the same transaction.
+bumps the tenant's ``policy_version`` in the same transaction. The version is
+kept by tenancy (on the tenant's row): rbac, below tenancy, reads and bumps
+it through its `PolicyVersions` port, which the tenancy module fills (`use`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import isoformat, to_datetime, utcnow
-from apprun.rbac.enforcer import AssignmentSource, Decision, TenantEnforcers
+from apprun.rbac.enforcer import AssignmentSource, Decision, PolicyVersions, TenantEnforcers
 from apprun.rbac.model import ACTIONS, BUILTIN_POLICIES, BUILTIN_ROLES, valid_object, valid_role_name
 
-__all__ = ["Decision", "Rbac"]
+__all__ = ["Decision", "PolicyVersions", "Rbac"]
 
 #: Keys of ``RequestContext.extra`` the auth layer fills.
 POLICY_VERSION = "policy_version"
@@ -39,12 +41,18 @@ def subject_of(ctx: RequestContext) -> str:
 class Rbac:
     """Policy checks and policy management."""
 
-    def __init__(self, db: Database, sources: list[AssignmentSource] | None = None) -> None:
+    def __init__(
+        self, db: Database, sources: list[AssignmentSource] | None = None, *, versions: PolicyVersions | None = None
+    ) -> None:
         self.db = db
-        self.enforcers = TenantEnforcers(list(sources or []))
+        self.enforcers = TenantEnforcers(list(sources or []), versions=versions)
 
     def add_source(self, source: AssignmentSource) -> None:
         self.enforcers.add_source(source)
+
+    def use(self, *, versions: PolicyVersions) -> None:
+        """Fill the `PolicyVersions` port (the tenancy module does, in its ``wire``)."""
+        self.enforcers.versions = versions
 
     # --- checks -------------------------------------------------------
     async def authorize(self, ctx: RequestContext, action: str, obj: str) -> Decision:
@@ -65,9 +73,7 @@ class Rbac:
                 return hit
         async with self.db.read() as conn:
             if not isinstance(version, int):
-                version = int(
-                    await conn.fetchval("SELECT policy_version FROM apprun_tenants WHERE id = $1", ctx.tenant_id) or 0
-                )
+                version = await self.enforcers.versions.current(conn, ctx.tenant_id)
             return await self.enforcers.decide(conn, ctx.tenant_id, version, subject, obj=obj, action=action)
 
     async def require(self, ctx: RequestContext, action: str, obj: str) -> Decision:
@@ -99,7 +105,7 @@ class Rbac:
         }
 
     async def roles_in(self, conn: Connection, tenant_id: str, subject: str) -> tuple[str, ...]:
-        version = int(await conn.fetchval("SELECT policy_version FROM apprun_tenants WHERE id = $1", tenant_id) or 0)
+        version = await self.enforcers.versions.current(conn, tenant_id)
         return await self.enforcers.roles_of(conn, tenant_id, version, subject)
 
     # --- tenant lifecycle (called by tenancy, inside its transaction) --
@@ -125,14 +131,9 @@ class Rbac:
         found = await conn.fetchval("SELECT 1 FROM apprun_roles WHERE tenant_id = $1 AND name = $2", tenant_id, role)
         return found is not None
 
-    @staticmethod
-    async def bump(conn: Connection, tenant_id: str) -> None:
+    async def bump(self, conn: Connection, tenant_id: str) -> None:
         """Invalidate every cached decision of the tenant (same transaction as the change)."""
-        await conn.execute(
-            "UPDATE apprun_tenants SET policy_version = policy_version + 1, updated_at = $2 WHERE id = $1",
-            tenant_id,
-            utcnow(),
-        )
+        await self.enforcers.versions.bump(conn, tenant_id)
 
     # --- roles and policies API ----------------------------------------
     async def list_roles(self, ctx: RequestContext) -> list[dict[str, Any]]:

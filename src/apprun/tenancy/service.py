@@ -204,6 +204,27 @@ class Tenancy:
         name = await conn.fetchval("SELECT name FROM apprun_tenants WHERE id = $1", tenant_id)
         return str(name) if name is not None else None
 
+    async def release_user(self, conn: Connection, user_id: str) -> None:
+        """Before auth deletes ``user_id`` (in its transaction): the tenants they are the last owner of.
+
+        A personal tenant goes with its owner; a shared one must keep an owner,
+        so the deletion is refused (409 ``tenancy.last_owner``, naming the
+        tenant). Their memberships go with the user (``ON DELETE CASCADE``).
+        """
+        owned = await conn.fetch(
+            "SELECT t.id, (SELECT count(*) FROM apprun_memberships o "
+            "WHERE o.tenant_id = t.id AND o.role = 'owner') "
+            "AS owners, t.personal FROM apprun_tenants t JOIN apprun_memberships m ON m.tenant_id = t.id "
+            "WHERE m.user_id = $1 AND m.role = 'owner'",
+            user_id,
+        )
+        for tenant in owned:
+            if int(tenant["owners"]) <= 1:
+                if not tenant["personal"]:
+                    raise Conflict("tenancy.last_owner", details={"tenant_id": tenant["id"]})
+                await conn.execute("DELETE FROM apprun_tenants WHERE id = $1", tenant["id"])
+                self.rbac.enforcers.forget(tenant["id"])
+
     async def role_assignments(self, conn: Connection, tenant_id: str) -> list[tuple[str, str]]:
         """RBAC's view of the members: (user id, role)."""
         rows = await conn.fetch("SELECT user_id, role FROM apprun_memberships WHERE tenant_id = $1", tenant_id)

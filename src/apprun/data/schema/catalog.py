@@ -34,7 +34,9 @@ from apprun.data.schema.diff import diff
 from apprun.data.schema.model import CollectionDef
 from apprun.data.schema.validation import NOW, validate_value
 from apprun.data.settings import DataSettings
+from apprun.events.outbox import allow_emitting, emit_grant
 from apprun.kernel.db import Database
+from apprun.kernel.db.meta import bump_counter, counter
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, NotFound
 from apprun.kernel.ids import new_id
 from apprun.kernel.logging import get_logger
@@ -47,6 +49,8 @@ _ROLE_ATTEMPTS = 5
 
 _log = get_logger("apprun.data.schema.catalog")
 _PG_DDL_LOCK = 0x61707072756E04
+#: The kernel's meta counter bumped with every change to the catalog.
+CATALOG_COUNTER = "collections_version"
 
 
 def parse_definition(body: Any) -> CollectionDef:
@@ -165,9 +169,7 @@ class Catalog:
             if not force and time.monotonic() - self._cache.checked < self.refresh_every:
                 return
             async with self.db.read() as conn:
-                version = int(
-                    await conn.fetchval("SELECT value FROM apprun_meta WHERE key = 'collections_version'") or 0
-                )
+                version = await counter(conn, CATALOG_COUNTER)
                 if version != self._cache.version or force:
                     rows = await conn.fetch("SELECT name, definition FROM apprun_collections")
                     self._cache.collections = {
@@ -204,7 +206,7 @@ class Catalog:
         raise BootError(
             f"cannot set up the PostgreSQL role {role!r} that data requests run as ({last}). Create it once as a "
             f'superuser: CREATE ROLE "{role}" NOLOGIN; GRANT "{role}" TO <apprun\'s user>; '
-            f'GRANT USAGE ON SCHEMA public TO "{role}"; GRANT INSERT ON apprun_event_outbox TO "{role}";'
+            f'GRANT USAGE ON SCHEMA public TO "{role}"; {emit_grant(role)};'
         ) from last
 
     async def _set_up_data_role(self) -> None:
@@ -220,9 +222,8 @@ class Catalog:
                 await conn.execute(f'GRANT "{role}" TO CURRENT_USER')
             if not await conn.fetchval("SELECT has_schema_privilege($1, 'public', 'USAGE')", role):
                 await conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-            # Writes emit their events in the same transaction, under this role.
-            if not await conn.fetchval("SELECT has_table_privilege($1, 'apprun_event_outbox', 'INSERT')", role):
-                await conn.execute(f'GRANT INSERT ON apprun_event_outbox TO "{role}"')
+            # Writes emit their events in the same transaction, under this role (the events module grants it).
+            await allow_emitting(conn, role)
 
     # --- changing ----------------------------------------------------------------
     def _sa_engine(self) -> AsyncEngine:
@@ -334,7 +335,8 @@ class Catalog:
                 conn, collection.name, definition, version=version, operation=operation, described=described,
                 actor=actor, ts=ts,
             )  # fmt: skip
-            _bump_catalog_version(conn, ts)
+            # Every process compares this counter with the one it loaded (see `_fresh`).
+            bump_counter(conn, CATALOG_COUNTER, now)
             return version
 
         engine = self._sa_engine()
@@ -423,19 +425,3 @@ def _record_history(
             "t": ts,
         },
     )
-
-
-def _bump_catalog_version(conn: sa.Connection, ts: Any) -> None:
-    """Every process compares this counter with the one it loaded (see `Catalog._fresh`)."""
-    bumped = conn.execute(
-        sa.text(
-            "UPDATE apprun_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), updated_at = :t "
-            "WHERE key = 'collections_version'"
-        ),
-        {"t": ts},
-    ).rowcount
-    if not bumped:
-        conn.execute(
-            sa.text("INSERT INTO apprun_meta (key, value, updated_at) VALUES ('collections_version', '1', :t)"),
-            {"t": ts},
-        )

@@ -1,0 +1,1 @@
+"""The rbac module's Alembic revisions: the ``rbac`` branch (see docs/development.md, "Adding a migration")."""
