@@ -1,4 +1,4 @@
-"""Shared fixtures: settings, a database per test on SQLite and PostgreSQL, apps.
+"""Shared fixtures (settings, a database per test on SQLite and PostgreSQL, apps) and pytest hooks.
 
 The ``database_url`` fixture is parametrized over both dialects, so any test
 that uses it (directly or through ``settings``/``app``/``client``) runs twice. Each test gets
@@ -9,17 +9,17 @@ PostgreSQL is the machine's server (``APPRUN_TEST_PG_DSN``, default
 127.0.0.1:6379). `make test` starts them when they are down; if one still is
 not reachable the run stops with a message — a missing engine is never a
 silent skip.
+
+Helpers live in tests/support/ (`PgDatabases`, `clean_environment` …); only
+fixtures and hooks belong here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -31,6 +31,8 @@ from apprun.app import create_app
 from apprun.kernel.db import Database, create_database
 from apprun.modules import Settings
 from apprun.testing.engines import postgres_admin_dsn, redis_address
+from tests.support.environment import clean_environment
+from tests.support.pg_databases import PgDatabases
 
 #: A teardown this slow is a shutdown that hung (apprun bounds each stop step by STOP_TIMEOUT).
 SLOW_TEARDOWN_S = 10.0
@@ -80,39 +82,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "`make test` starts the machine's server; or set APPRUN_TEST_REDIS=host:port.",
             returncode=3,
         )
-
-
-def _dsn_for(database: str) -> str:
-    parts = urlsplit(postgres_admin_dsn())
-    return urlunsplit(parts._replace(path="/" + database))
-
-
-class PgDatabases:
-    """Creates throw-away databases on the shared server and drops them."""
-
-    def __init__(self) -> None:
-        self.created: list[str] = []
-
-    async def create(self) -> str:
-        name = f"apprun_t_{uuid.uuid4().hex[:16]}"
-        conn = await asyncpg.connect(postgres_admin_dsn())
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self.created.append(name)
-        return _dsn_for(name)
-
-    async def drop_all(self) -> None:
-        if not self.created:
-            return
-        conn = await asyncpg.connect(postgres_admin_dsn())
-        try:
-            for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-        self.created.clear()
 
 
 @pytest.fixture
@@ -181,28 +150,6 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """An in-process client; the app's lifespan (DB pool, migrations) runs around it."""
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
         yield c
-
-
-#: Variables apprun reads that are not settings fields; the test DSN is the suite's own.
-_EXTRA_PREFIXES = ("APPRUN_", "OTEL_", "PROMETHEUS_")
-_KEEP = frozenset({"APPRUN_TEST_PG_DSN", "APPRUN_TEST_REDIS"})
-
-
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove every variable apprun would read, so a test starts from apprun's defaults.
-
-    Every settings field is an environment variable of the same name (case
-    insensitive), so the list comes from `Settings` itself: a setting added
-    later cannot leak in from the shell (``DATA_TENANT_PREDICATE=false`` once
-    failed a security test).
-    """
-    fields = {name.upper() for name in Settings.model_fields}
-    for key in list(os.environ):
-        upper = key.upper()
-        if upper in _KEEP:
-            continue
-        if upper in fields or upper.startswith(_EXTRA_PREFIXES):
-            monkeypatch.delenv(key, raising=False)
 
 
 @pytest.fixture(autouse=True)

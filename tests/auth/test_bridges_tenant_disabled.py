@@ -14,8 +14,7 @@ import pytest
 
 from apprun.kernel.db import Database
 from apprun.modules import Settings
-from tests.data.conftest import make_admin
-from tests.support.accounts import bearer, register, unique_email
+from tests.support.accounts import bearer, make_admin, register, unique_email
 from tests.support.fake_idp import FakeKratos, FakeOidcProvider, kratos_session, rsa_key
 
 pytestmark = pytest.mark.checklist(31)

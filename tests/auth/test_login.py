@@ -15,65 +15,71 @@ from apprun.auth.service import Auth
 from apprun.testing.engines import redis_address
 from tests.support.accounts import PASSWORD, bearer, register, unique_email
 from tests.support.live import LiveServer
-from tests.support.scenarios import Scenario, run, scenario_ids
+from tests.support.scenarios import Case, case_ids, run
 
 REGISTRATION_REFUSALS = [
-    Scenario(
+    Case(
         "password too short",
         "POST",
         "/auth/register",
-        json_body={"email": "short@example.com", "password": "abc"},
+        body={"email": "short@example.com", "password": "abc"},
         status=400,
-        json={"code": "auth.weak_password"},
+        code="auth.weak_password",
+        events=[],
     ),
-    Scenario(
+    Case(
         "password equals the email",
         "POST",
         "/auth/register",
-        json_body={"email": "same@example.com", "password": "same@example.com"},
+        body={"email": "same@example.com", "password": "same@example.com"},
         status=400,
-        json={"code": "auth.weak_password"},
+        code="auth.weak_password",
+        events=[],
     ),
-    Scenario(
+    Case(
         "not an email",
         "POST",
         "/auth/register",
-        json_body={"email": "not-an-email", "password": PASSWORD},
+        body={"email": "not-an-email", "password": PASSWORD},
         status=400,
-        json={"code": "auth.invalid_email"},
+        code="auth.invalid_email",
+        events=[],
     ),
-    Scenario(
+    Case(
         "mass assignment of privileges",
         "POST",
         "/auth/register",
-        json_body={"email": "mass@example.com", "password": PASSWORD, "is_platform_admin": True},
+        body={"email": "mass@example.com", "password": PASSWORD, "is_platform_admin": True},
         status=400,
-        json={"code": "request.invalid"},
+        code="request.invalid",
+        events=[],
     ),
-    Scenario(
+    Case(
         "missing password",
         "POST",
         "/auth/register",
-        json_body={"email": "nopw@example.com"},
+        body={"email": "nopw@example.com"},
         status=400,
-        json={"code": "request.invalid"},
+        code="request.invalid",
+        events=[],
     ),
-    Scenario(
+    Case(
         "weak password message in Chinese",
         "POST",
         "/auth/register",
         headers={"Accept-Language": "zh-CN"},
-        json_body={"email": "zh@example.com", "password": "abc"},
+        body={"email": "zh@example.com", "password": "abc"},
         status=400,
-        json={"code": "auth.weak_password"},
+        code="auth.weak_password",
+        events=[],
         contains=["密码强度不足"],
     ),
 ]
 
 
-@pytest.mark.parametrize("scenario", REGISTRATION_REFUSALS, ids=scenario_ids)
-async def test_registration_refusals_leave_nothing(client: Any, db: Any, scenario: Scenario) -> None:
-    await run(client, scenario)
+@pytest.mark.parametrize("case", REGISTRATION_REFUSALS, ids=case_ids)
+async def test_registration_refusals_leave_nothing(client: Any, db: Any, case: Case) -> None:
+    await run(client, case, db)
     async with db.read() as conn:
         assert await conn.fetchval("SELECT count(*) FROM apprun_users") == 0
         assert await conn.fetchval("SELECT count(*) FROM apprun_tenants") == 0

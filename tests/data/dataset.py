@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.data.conftest import define
 from tests.support.accounts import bearer, register
+from tests.support.schema import define
 
 __all__ = ["COLLECTIONS", "Labels", "load"]
 

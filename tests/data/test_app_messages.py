@@ -13,8 +13,8 @@ from apprun.data.hooks import Hooks, WriteEvent
 from apprun.kernel.config import ConfigError
 from apprun.kernel.errors import ApiError
 from apprun.modules import load_settings
-from tests.data.conftest import define, make_admin_on
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, make_admin_on, register
+from tests.support.schema import define
 
 PO = """msgid ""
 msgstr ""

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.data.conftest import define
 from tests.support.accounts import bearer, register
+from tests.support.schema import define
 
 NOTES = {
     "name": "notes",

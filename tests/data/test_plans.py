@@ -8,8 +8,8 @@ from litestar import Litestar
 
 from apprun.app import wiring_of
 from apprun.data.service import DataService
-from tests.data.conftest import define
 from tests.support.accounts import bearer, register
+from tests.support.schema import define
 
 NOTES = {
     "name": "notes",

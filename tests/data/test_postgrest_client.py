@@ -41,8 +41,8 @@ from typing import Any, cast
 import pytest
 from postgrest import APIError, APIResponse, AsyncPostgrestClient, CountMethod, ReturnMethod
 
-from tests.data.conftest import define
 from tests.support.accounts import register
+from tests.support.schema import define
 
 Ids = Mapping[str, str]
 #: Builds a request with the client; the test awaits its ``.execute()``.

@@ -31,10 +31,9 @@ from urllib.parse import quote
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
-from tests.conftest import PgDatabases
-from tests.data.conftest import make_admin_on
 from tests.data.dataset import POSTS, Labels, load
-from tests.support.accounts import bearer
+from tests.support.accounts import bearer, make_admin_on
+from tests.support.pg_databases import PgDatabases
 
 _UNSET: Any = object()
 #: The response headers compared across the two databases (not Content-Length: PostgreSQL's JSON has spaces).

@@ -32,9 +32,9 @@ from apprun.data.hooks import Hooks, WriteEvent
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.ids import new_id
 from apprun.modules import Settings
-from tests.data.conftest import define, make_admin_on
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, make_admin_on, register
 from tests.support.live import LiveServer
+from tests.support.schema import define
 
 pytestmark = [pytest.mark.slow, pytest.mark.checklist(35)]
 

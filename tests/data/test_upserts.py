@@ -14,8 +14,8 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.data.hooks import Hooks, WriteEvent
 from apprun.modules import Settings
-from tests.data.conftest import define, make_admin_on
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, make_admin_on, register
+from tests.support.schema import define
 
 ALL = dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated")
 MERGE = {"Prefer": "resolution=merge-duplicates,return=representation"}

@@ -14,8 +14,8 @@ from apprun.data.hooks import Hooks, WriteEvent
 from apprun.data.schema.catalog import Catalog
 from apprun.kernel.errors import BadRequest
 from apprun.modules import Settings
-from tests.data.conftest import define, make_admin, make_admin_on
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, make_admin, make_admin_on, register
+from tests.support.schema import define
 
 ITEMS = {
     "name": "items",

@@ -22,10 +22,12 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.modules import Settings
 from apprun.testing.engines import NatsServer
-from tests.events.conftest import consumer_state, eventually, prepare, settled, unpublished
 from tests.support.accounts import PASSWORD, bearer, register
+from tests.support.consumers import consumer_state, settled
 from tests.support.live import LiveServer
-from tests.support.test_app import TEST_ROUTES, TEST_SUBSCRIBERS
+from tests.support.outbox import unpublished
+from tests.support.polling import eventually
+from tests.support.test_app import TEST_ROUTES, TEST_SUBSCRIBERS, prepare
 
 pytestmark = pytest.mark.slow
 

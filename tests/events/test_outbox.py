@@ -13,8 +13,8 @@ import pytest
 from apprun.app import wiring_of
 from apprun.events import emit, make_event
 from apprun.events.service import Events
-from tests.events.conftest import eventually
 from tests.support.accounts import bearer, join, register
+from tests.support.polling import eventually
 
 
 async def _handled(db: Any, consumer: str) -> list[Any]:
@@ -249,7 +249,7 @@ async def test_the_relay_prunes_old_history(make_settings: Any, database_url: st
 
     from apprun.events.memory_bus import MemoryBus
     from apprun.events.outbox import Relay
-    from tests.events.conftest import prepare
+    from tests.support.test_app import prepare
 
     settings = make_settings(database_url=database_url)
     db = await prepare(settings)

@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from apprun.testing.engines import NatsServer
-from tests.events.conftest import eventually, prepare
 from tests.support.accounts import PASSWORD, bearer
 from tests.support.live import LiveServer
 from tests.support.otlp import OtlpReceiver
+from tests.support.polling import eventually
 from tests.support.sse import SseReader
+from tests.support.test_app import prepare
 
 pytestmark = pytest.mark.slow
 

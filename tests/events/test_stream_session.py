@@ -22,11 +22,10 @@ import pytest
 from apprun.events.streams import STREAM_CLOSED
 from apprun.kernel.db import Database
 from apprun.testing.engines import NatsServer
-from tests.data.conftest import ADMIN_PASSWORD
-from tests.events.conftest import prepare
-from tests.support.accounts import PASSWORD, bearer, join, login, register, unique_email
+from tests.support.accounts import ADMIN_PASSWORD, PASSWORD, bearer, join, login, register, unique_email
 from tests.support.live import LiveServer
 from tests.support.sse import event_stream
+from tests.support.test_app import prepare
 
 pytestmark = [pytest.mark.slow, pytest.mark.checklist(9, 33)]
 

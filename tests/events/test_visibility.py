@@ -40,11 +40,10 @@ from apprun.kernel.db import Database
 from apprun.kernel.ids import new_id
 from apprun.kernel.times import utcnow
 from apprun.testing.engines import NatsServer
-from tests.data.conftest import ADMIN_PASSWORD
-from tests.events.conftest import prepare
-from tests.support.accounts import bearer, join, login, register, unique_email
+from tests.support.accounts import ADMIN_PASSWORD, bearer, join, login, register, unique_email
 from tests.support.live import LiveServer
 from tests.support.sse import SseReader, event_stream
+from tests.support.test_app import prepare
 
 pytestmark = [pytest.mark.slow, pytest.mark.checklist(32)]
 

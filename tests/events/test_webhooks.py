@@ -11,7 +11,6 @@ every wait polls with a deadline.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import itertools
@@ -31,7 +30,8 @@ from apprun.kernel.db import Database, create_database
 from apprun.kernel.times import to_datetime
 from apprun.modules import Settings
 from tests.support.accounts import bearer, join, register
-from tests.support.scenarios import Scenario, run
+from tests.support.polling import eventually
+from tests.support.scenarios import Case, run, run_all
 from tests.support.webhook_receiver import Hang, WebhookReceiver, verify
 
 ORDER = "app.order.created"
@@ -103,21 +103,11 @@ async def launch(
         yield start
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 def refusal(  # noqa: PLR0917 - called as one row of a table
     name: str, method: str, path: str, headers: dict[str, str], body: Any, status: int, code: str
-) -> Scenario:
-    return Scenario(name, method, path, headers, json_body=body, status=status, json={"code": code})
+) -> Case:
+    """A refused request: nothing may come of it, no event either."""
+    return Case(name, method, path, headers=headers, body=body, status=status, code=code, events=[])
 
 
 async def create_webhook(client: Client, tokens: dict[str, Any], url: str, **fields: Any) -> dict[str, Any]:
@@ -340,13 +330,14 @@ async def test_internal_targets_are_refused_without_an_allowlist(
         body = {"url": url.format(port=receiver.port) if isinstance(url, str) else url}
         # A name's resolved address is not shown to the tenant (it would map the network).
         absent = ["::1", "127.0.0.1"] if "localhost" in str(url) else []
-        await run(client, Scenario(name, "POST", WEBHOOKS, h, body, status=400, json={"code": code}, absent=absent))
+        case = Case(name, "POST", WEBHOOKS, headers=h, body=body, status=400, code=code, absent=absent, events=[])
+        await run(client, case, env.db)
     assert (await client.get(WEBHOOKS, headers=h)).json() == []
 
     # A public target registers (inactive: it is never called), and cannot be moved inside.
     public = await create_webhook(client, owner, "http://1.1.1.1/hook", event_types=[ORDER], active=False)
     move = refusal("move inside", "PATCH", f"{WEBHOOKS}/{public['id']}", h, {"url": receiver.url()}, 400, REFUSED)
-    await run(client, move)
+    await run(client, move, env.db)
     assert (await client.get(f"{WEBHOOKS}/{public['id']}", headers=h)).json()["url"] == "http://1.1.1.1/hook"
     assert receiver.requests == []
 
@@ -360,7 +351,7 @@ async def test_the_allowlist_admits_exactly_what_it_names(
     hook = await create_webhook(client, owner, receiver.url("/allowed"))
     assert hook["url"] == receiver.url("/allowed")
     for name, url in [("IPv6 loopback", "http://[::1]/hook"), ("private network", "http://10.0.0.1/hook")]:
-        await run(client, refusal(name, "POST", WEBHOOKS, h, {"url": url}, 400, REFUSED))
+        await run(client, refusal(name, "POST", WEBHOOKS, h, {"url": url}, 400, REFUSED), env.db)
 
 
 async def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_send_time(
@@ -508,7 +499,7 @@ async def test_redeliver_sends_a_delivery_again_with_the_same_id(
         ("unknown delivery", f"{base}/nope/redeliver", "events.delivery_not_found"),
         ("another webhook's delivery", f"{base}/{others['id']}/redeliver", "events.delivery_not_found"),
     ]:
-        await run(client, refusal(name, "POST", path, h, None, 404, code))
+        await run(client, refusal(name, "POST", path, h, None, 404, code), env.db)
     assert len(receiver.of_event(event_id, "/one")) == 2
     assert len(receiver.of_event(event_id, "/two")) == 1
 
@@ -547,21 +538,20 @@ async def test_who_may_read_and_change_webhooks(
     everything = [("list", "GET", WEBHOOKS, None), ("create", "POST", WEBHOOKS, {"url": receiver.url("/x")}), *targets]
     reads = {"list", "get", "deliveries"}
     as_viewer, as_stranger, as_owner = bearer(viewer), bearer(stranger), bearer(owner)
-    scenarios: list[Scenario] = []
+    cases: list[Case] = []
     for name, verb, path, body in everything:
-        scenarios.append(Scenario(f"anonymous {name}", verb, path, json_body=body, status=401))
+        cases.append(Case(f"anonymous {name}", verb, path, body=body, status=401, events=[]))
         if name in reads:
-            scenarios.append(Scenario(f"viewer {name}", verb, path, as_viewer, status=200, absent=[hook["secret"]]))
+            cases.append(Case(f"viewer {name}", verb, path, headers=as_viewer, absent=[hook["secret"]], events=[]))
         else:
-            scenarios.append(refusal(f"viewer {name}", verb, path, as_viewer, body, 403, "auth.forbidden"))
+            cases.append(refusal(f"viewer {name}", verb, path, as_viewer, body, 403, "auth.forbidden"))
     for name, verb, path, body in targets:
         missing = "events.webhook_not_found"
-        scenarios.append(refusal(f"other tenant {name}", verb, path, as_stranger, body, 404, missing))
+        cases.append(refusal(f"other tenant {name}", verb, path, as_stranger, body, 404, missing))
         unknown = path.replace(hook["id"], "01nosuchwebhook")
-        scenarios.append(refusal(f"unknown id {name}", verb, unknown, as_owner, body, 404, missing))
-    scenarios.append(Scenario("other tenant list", "GET", WEBHOOKS, as_stranger, absent=[hook["id"]]))
-    for scenario in scenarios:
-        await run(client, scenario)
+        cases.append(refusal(f"unknown id {name}", verb, unknown, as_owner, body, 404, missing))
+    cases.append(Case("other tenant list", "GET", WEBHOOKS, headers=as_stranger, absent=[hook["id"]], events=[]))
+    await run_all(client, cases, env.db)
 
     # Nothing changed: same secret, same description, still there, not resent.
     async with env.db.read() as conn:
@@ -591,14 +581,14 @@ async def test_crud_and_refused_bodies(launch: Callable[..., Awaitable[Env]], re
         ("patch: id", "PATCH", {"id": "x"}, read_only),
         ("patch: failures", "PATCH", {"consecutive_failures": 0}, read_only),
     ]:
-        await run(client, refusal(name, verb, WEBHOOKS if verb == "POST" else one, h, body, 400, code))
+        await run(client, refusal(name, verb, WEBHOOKS if verb == "POST" else one, h, body, 400, code), env.db)
     assert [w["id"] for w in (await client.get(WEBHOOKS, headers=h)).json()] == [hook["id"]]
 
     changed = await client.patch(one, json={"event_types": [], "description": "all of it"}, headers=h)
     assert changed.status_code == 200, changed.text
     assert (changed.json()["event_types"], changed.json()["description"]) == ([], "all of it")
     assert (await client.delete(one, headers=h)).status_code == 204
-    await run(client, Scenario("gone", "GET", one, h, status=404, json={"code": "events.webhook_not_found"}))
+    await run(client, Case("gone", "GET", one, headers=h, status=404, code="events.webhook_not_found"))
 
 
 # --- exactly one delivery per webhook per event -------------------------------------------------

@@ -174,7 +174,7 @@ def test_workers_starting_at_once_share_one_complete_secret(tmp_path: Path) -> N
 
 def test_the_test_environment_starts_from_apprun_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A setting exported in the developer's shell must not reach a test (any setting, added later too)."""
-    from tests.conftest import clean_environment
+    from tests.support.environment import clean_environment
 
     monkeypatch.chdir(tmp_path)
     defaults = load_settings(_env_file=None).model_dump()

@@ -23,8 +23,8 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.kernel.errors import BadRequest
 from apprun.kernel.http_errors import decode_json_body, json_nesting_exceeds
-from tests.data.conftest import define, make_admin
-from tests.support.accounts import bearer, register
+from tests.support.accounts import bearer, make_admin, register
+from tests.support.schema import define
 from tests.support.test_app import TEST_ROUTES
 
 pytestmark = pytest.mark.checklist(34)

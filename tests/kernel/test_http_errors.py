@@ -6,19 +6,19 @@ from typing import Any
 
 import pytest
 
-from tests.support.scenarios import Scenario, run, scenario_ids
+from tests.support.scenarios import Case, case_ids, run
 
 ERROR_KEYS = {"code", "message", "details", "hint", "request_id"}
 
-SCENARIOS = [
-    Scenario(
+CASES = [
+    Case(
         "unknown route, English",
         "GET",
         "/no/such/route",
         status=404,
         json={"code": "http.not_found", "message": "Nothing was found at /no/such/route."},
     ),
-    Scenario(
+    Case(
         "unknown route, Chinese, same code",
         "GET",
         "/no/such/route",
@@ -26,7 +26,7 @@ SCENARIOS = [
         status=404,
         json={"code": "http.not_found", "message": "在 /no/such/route 未找到任何内容。"},
     ),
-    Scenario(
+    Case(
         "wrong method keeps the Allow header",
         "DELETE",
         "/.well-known/alive",
@@ -34,34 +34,34 @@ SCENARIOS = [
         json={"code": "http.method_not_allowed"},
         response_headers={"allow": None},
     ),
-    Scenario(
+    Case(
         "validation error names the field",
         "POST",
         "/_test/echo",
-        json_body={"a": "not-a-number"},
+        body={"a": "not-a-number"},
         status=400,
         json={"code": "request.invalid", "details": [{"source": "body"}]},
     ),
-    Scenario(
+    Case(
         "malformed JSON body",
         "POST",
         "/_test/echo",
-        body=b"{not json",
+        content=b"{not json",
         headers={"Content-Type": "application/json"},
         status=400,
         json={"code": "request.malformed"},
         contains=["JSON is malformed"],
     ),
-    Scenario(
+    Case(
         "declared body over the limit is refused before it is read",
         "POST",
         "/_test/echo",
-        body=b"x" * (64 * 1024 + 1),
+        content=b"x" * (64 * 1024 + 1),
         headers={"Content-Type": "application/json"},
         status=413,
         json={"code": "http.payload_too_large"},
     ),
-    Scenario(
+    Case(
         "internal error: generic message, no internals",
         "GET",
         "/_test/boom",
@@ -69,7 +69,7 @@ SCENARIOS = [
         json={"code": "internal.error"},
         absent=["secret internals", "SELECT", "Traceback", "/srv/app.py", "Boom"],
     ),
-    Scenario(
+    Case(
         "internal error in Chinese",
         "GET",
         "/_test/boom",
@@ -87,10 +87,10 @@ def settings(make_settings: Any, tmp_path: Any) -> Any:
     return make_settings(database_url=f"sqlite:///{tmp_path / 'e.db'}", http_max_body_bytes=64 * 1024)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_ids)
+@pytest.mark.parametrize("case", CASES, ids=case_ids)
 @pytest.mark.checklist(19)
-async def test_error_shape(client: Any, scenario: Scenario) -> None:
-    response = await run(client, scenario)
+async def test_error_shape(client: Any, case: Case) -> None:
+    response = await run(client, case)
     body = response.json()
     assert set(body) == ERROR_KEYS
     assert body["request_id"] == response.headers["x-request-id"]

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PgDatabases
 from tests.support.live import LiveServer
 from tests.support.otlp import OtlpReceiver
+from tests.support.pg_databases import PgDatabases
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Helpers for tests that need signed-in users."""
+"""Helpers for tests that need signed-in users: people, platform admins, members of a tenant."""
 
 from __future__ import annotations
 
@@ -6,11 +6,24 @@ import itertools
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from apprun.kernel.db import Database
+from apprun.kernel.db import Database, create_database
+from apprun.modules import Settings
 
-__all__ = ["PASSWORD", "bearer", "invitation_token", "join", "login", "register", "unique_email"]
+__all__ = [
+    "ADMIN_PASSWORD",
+    "PASSWORD",
+    "bearer",
+    "invitation_token",
+    "join",
+    "login",
+    "make_admin",
+    "make_admin_on",
+    "register",
+    "unique_email",
+]
 
 PASSWORD = "correct horse battery staple"
+ADMIN_PASSWORD = "admin passphrase for data tests"
 _counter = itertools.count()
 
 
@@ -32,6 +45,25 @@ async def login(client: Any, email: str, password: str = PASSWORD) -> dict[str, 
     assert reply.status_code == 200, reply.text
     data: dict[str, Any] = reply.json()
     return data
+
+
+async def make_admin(client: Any, db: Database) -> dict[str, Any]:
+    """A platform admin: registered, promoted in the database, signed in again."""
+    email = unique_email("admin")
+    tokens = await register(client, email=email, password=ADMIN_PASSWORD)
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, tokens["user"]["id"])
+    return await login(client, email, ADMIN_PASSWORD)
+
+
+async def make_admin_on(client: Any, settings: Settings) -> dict[str, Any]:
+    """`make_admin` for an app built in the test: through a pool of the test's own, on the test's loop."""
+    db = create_database(settings)
+    await db.open()
+    try:
+        return await make_admin(client, db)
+    finally:
+        await db.close()
 
 
 def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:

@@ -17,10 +17,12 @@ from litestar.params import FromQuery, JSONBody
 from apprun.app import create_app
 from apprun.events import CloudEvent, HandlerContext
 from apprun.events.subscriptions import Registry
+from apprun.kernel.db import Database, create_database
+from apprun.kernel.db.migrate import upgrade
 from apprun.kernel.logging import get_logger
-from apprun.modules import load_settings
+from apprun.modules import MIGRATIONS, Settings, load_settings
 
-__all__ = ["TEST_ROUTES", "asgi"]
+__all__ = ["HANDLED_TABLE", "TEST_ROUTES", "TEST_SUBSCRIBERS", "asgi", "prepare"]
 
 
 _log = get_logger("apprun.test")
@@ -101,8 +103,19 @@ async def echo(data: JSONBody[dict[str, int]]) -> dict[str, int]:
 TEST_ROUTES = [boom, slow, db_roundtrip, db_sleep, db_session, echo]
 
 #: Event handlers only tests run. They write to ``test_handled`` (created by
-#: the test, see tests/events/conftest.py), in the delivery's transaction.
+#: the test with `prepare`), in the delivery's transaction.
 TEST_SUBSCRIBERS = Registry()
+HANDLED_TABLE = "CREATE TABLE test_handled (consumer TEXT NOT NULL, event_id TEXT NOT NULL, attempt INTEGER NOT NULL)"
+
+
+async def prepare(settings: Settings) -> Database:
+    """Migrate and create the test subscribers' table; returns a test-loop Database."""
+    await upgrade(settings.database, MIGRATIONS)
+    db = create_database(settings)
+    await db.open()
+    async with db.transaction() as conn:
+        await conn.execute(HANDLED_TABLE)
+    return db
 
 
 @TEST_SUBSCRIBERS.subscribe("app.test.recorded", name="test.recorder")

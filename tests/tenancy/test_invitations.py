@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from apprun.kernel.db import Database
-from tests.data.conftest import make_admin
-from tests.support.accounts import bearer, invitation_token, join, register, unique_email
-from tests.support.scenarios import Scenario, run
+from tests.support.accounts import bearer, invitation_token, join, make_admin, register, unique_email
+from tests.support.scenarios import Case, run_all
 from tests.support.smtp import answer_of
 
 pytestmark = pytest.mark.checklist(37)
@@ -331,23 +330,23 @@ async def test_who_may_list_and_revoke_invitations(client: Any, db: Database) ->
     theirs = f"{_invitations(outsider['tenant_id'])}/{pending['id']}"
     token = await invitation_token(db, invitee)
 
-    scenarios = [
-        Scenario("viewer lists", "GET", _invitations(tenant), as_viewer, json=[{"email": invitee}], absent=[token]),
-        Scenario("viewer revokes", "DELETE", one, as_viewer, status=403, json={"code": "auth.forbidden"}),
-        Scenario("outsider lists", "GET", _invitations(tenant), bearer(outsider), status=404),
-        Scenario("outsider revokes", "DELETE", one, bearer(outsider), status=404),
-        Scenario("outsider revokes via own tenant", "DELETE", theirs, bearer(outsider), status=404,
-                 json={"code": "tenancy.invitation_not_found"}),
-        Scenario("anonymous lists", "GET", _invitations(tenant), status=401),
-        Scenario("owner revokes an unknown id", "DELETE", f"{_invitations(tenant)}/nope", bearer(owner), status=404,
-                 json={"code": "tenancy.invitation_not_found"}),
-        Scenario("owner revokes", "DELETE", one, bearer(owner), status=204),
-        Scenario("owner revokes again", "DELETE", one, bearer(owner), status=404,
-                 json={"code": "tenancy.invitation_not_found"}),
-        Scenario("owner lists", "GET", _invitations(tenant), bearer(owner), json=[]),
+    revoked = ["apprun.tenant.invitation_revoked"]
+    cases = [
+        Case("viewer lists", "GET", _invitations(tenant), headers=as_viewer, json=[{"email": invitee}], absent=[token]),
+        Case("viewer revokes", "DELETE", one, headers=as_viewer, status=403, code="auth.forbidden", events=[]),
+        Case("outsider lists", "GET", _invitations(tenant), headers=bearer(outsider), status=404),
+        Case("outsider revokes", "DELETE", one, headers=bearer(outsider), status=404, events=[]),
+        Case("outsider revokes via own tenant", "DELETE", theirs, headers=bearer(outsider), status=404,
+             code="tenancy.invitation_not_found", events=[]),
+        Case("anonymous lists", "GET", _invitations(tenant), status=401),
+        Case("owner revokes an unknown id", "DELETE", f"{_invitations(tenant)}/nope", headers=bearer(owner),
+             status=404, code="tenancy.invitation_not_found", events=[]),
+        Case("owner revokes", "DELETE", one, headers=bearer(owner), status=204, events=revoked),
+        Case("owner revokes again", "DELETE", one, headers=bearer(owner), status=404,
+             code="tenancy.invitation_not_found", events=[]),
+        Case("owner lists", "GET", _invitations(tenant), headers=bearer(owner), json=[]),
     ]  # fmt: skip
-    for scenario in scenarios:
-        await run(client, scenario)
+    await run_all(client, cases, db)
     assert "invitation.revoked" in await _audit_actions(client, owner)
 
 
