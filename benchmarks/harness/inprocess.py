@@ -45,7 +45,7 @@ class _Members:
     def __init__(self, user_id: str) -> None:
         self.user_id = user_id
 
-    async def role_assignments(self, conn: Connection, tenant_id: str) -> list[tuple[str, str]]:
+    async def role_assignments(self, conn: Connection, tenant_id: str) -> list[tuple[str, str]]:  # noqa: ARG002 - the port's signature
         return [(self.user_id, "member")]
 
 
@@ -129,7 +129,7 @@ class Subscriber:
         self._done = threading.Event()
 
         @self.registry.subscribe(event_type, name="bench.recorder")
-        async def on_event(event: CloudEvent, ctx: HandlerContext) -> None:
+        async def on_event(event: CloudEvent, ctx: HandlerContext) -> None:  # noqa: ARG001 - a subscriber's signature
             with self._lock:
                 self._received.append((time.time(), event.time or ""))
                 if len(self._received) >= count:

@@ -92,7 +92,7 @@ class Engines:
             pending, self._pending = self._pending, None
             _raise(pending)
 
-    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal.signal's signature
         """The handler of `SIGNALS`: raise at once, or once the stop under way is done."""
         if self._holding:
             if self._pending is None:

@@ -32,7 +32,7 @@ class _KeysWithoutTouch(ApiKeys):
     which the in-process client blocks while the app serves a request, so a row lock it held
     then would stall the app's own write to that key (a revoke) until the statement timeout."""
 
-    def _touch(self, key_id: str) -> None:
+    def _touch(self, key_id: str) -> None:  # noqa: ARG002 - overrides ApiKeys._touch
         return
 
 

@@ -38,7 +38,7 @@ def fake(name: str, requires: tuple[str, ...] = (), log: Clock | None = None) ->
     class Fake(Module):
         requires: ClassVar[tuple[str, ...]] = ()
 
-        def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
+        def __init__(self, runtime: Runtime, wiring: Wiring) -> None:  # noqa: ARG002 - the contract's signature
             clock.log.append(f"build {self.name}")
             assert wiring.building == self.name
             if not self.requires:
@@ -56,10 +56,10 @@ def fake(name: str, requires: tuple[str, ...] = (), log: Clock | None = None) ->
 
             return {f"{self.name}-engine": (check, False)}
 
-        async def start(self, runtime: Runtime) -> None:
+        async def start(self, runtime: Runtime) -> None:  # noqa: ARG002 - the contract's signature
             clock.log.append(f"start {self.name}")
 
-        async def stop(self, runtime: Runtime) -> None:
+        async def stop(self, runtime: Runtime) -> None:  # noqa: ARG002 - the contract's signature
             clock.log.append(f"stop {self.name}")
 
     Fake.name = name

@@ -381,7 +381,12 @@ class FakeKratos(_LoopbackServer):
         self.fail_with: int | None = None
 
     def handle(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],  # noqa: ARG002 - the fake server's handler signature
+        headers: dict[str, str],
+        body: bytes,  # noqa: ARG002 - the fake server's handler signature
     ) -> tuple[int, dict[str, str], Any]:
         if method != "GET" or path != "/sessions/whoami":
             return 404, {}, {"error": {"code": 404, "status": "Not Found"}}

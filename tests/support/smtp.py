@@ -87,7 +87,12 @@ class _Collector:
         self.sink = sink
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,  # noqa: ARG002 - aiosmtpd's handler signature
+        session: Session,  # noqa: ARG002 - aiosmtpd's handler signature
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],  # noqa: ARG002 - aiosmtpd's handler signature
     ) -> str:
         if address.lower() in self.sink.refused:
             self.sink.refusals.append(address.lower())
@@ -98,7 +103,7 @@ class _Collector:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: ARG002 - aiosmtpd's handler signature
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         message = message_from_bytes(raw, policy=policy.default)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from litestar.middleware import DefineMiddleware
+from typing_extensions import override
 
 from apprun.auth.account import Account
 from apprun.auth.admin import Admin
@@ -139,11 +140,13 @@ class AuthModule(Module):
         # Every worker and instance of one deployment counts under the same prefix.
         return RedisRateLimiter(client, prefix=f"{s.redis_prefix}:rl:")
 
+    @override
     def wire(self, wiring: Wiring) -> None:
         wiring.get(Rbac).add_source(self.api_keys)
         wiring.get(Tenancy).directory = self.account
         wiring.get(Events).use(sessions=self.authenticator)
 
+    @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [
             AuthController,
@@ -155,9 +158,11 @@ class AuthModule(Module):
             jwks,
         ]
 
+    @override
     def middleware(self) -> Sequence[Middleware]:
         return [DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)]
 
+    @override
     def dependencies(self) -> Mapping[str, Provide]:
         return auth_dependencies(
             auth=self.auth,
@@ -168,12 +173,15 @@ class AuthModule(Module):
             oauth_logins=self.oauth,
         )
 
+    @override
     def health_checks(self) -> Mapping[str, HealthCheck]:
         return self._health
 
+    @override
     async def start(self, runtime: Runtime) -> None:
         self._tasks.append(asyncio.create_task(self.mail.run_retries(), name="apprun-mail-retries"))
 
+    @override
     async def stop(self, runtime: Runtime) -> None:
         for task in self._tasks:
             task.cancel()
@@ -186,6 +194,7 @@ class AuthModule(Module):
         self.passwords.close()
 
     @classmethod
+    @override
     def cli(cls) -> Mapping[str, typer.Typer]:
         from apprun.auth.cli import admin_app
 

@@ -163,7 +163,6 @@ def _write_reply(
     request: Request[Any, Any, Any],
     prefs: Preferences,
     result: WriteResult,
-    collection: str,
     *,
     created: bool,
 ) -> Response[str]:
@@ -210,7 +209,7 @@ async def insert_rows(
             on_conflict=query.on_conflict,
             expect_one=_expect_one(request, prefs),
         )
-    return _write_reply(request, prefs, result, collection, created=True)
+    return _write_reply(request, prefs, result, created=True)
 
 
 def _only_columns(body: Any, columns: tuple[str, ...], *, missing_default: bool) -> Any:
@@ -249,7 +248,7 @@ async def update_rows(
             returning=_returning(prefs, query),
             expect_one=_expect_one(request, prefs),
         )
-    return _write_reply(request, prefs, result, collection, created=False)
+    return _write_reply(request, prefs, result, created=False)
 
 
 @delete(_PATHS, summary="Delete the rows the filters select", tags=["data"], status_code=200)
@@ -266,7 +265,7 @@ async def delete_rows(
             returning=_returning(prefs, query),
             expect_one=_expect_one(request, prefs),
         )
-    return _write_reply(request, prefs, result, collection, created=False)
+    return _write_reply(request, prefs, result, created=False)
 
 
 @put(_PATHS, summary="Replace one row: PUT /data/c?id=eq.<uuid> with the whole row (404 when not yours)", tags=["data"])
@@ -313,7 +312,7 @@ async def _put(
             body,
             returning=_returning(prefs, query),
         )
-    return _write_reply(request, prefs, result, collection, created=False)
+    return _write_reply(request, prefs, result, created=False)
 
 
 # --- one record by id (PocketBase's shape: 404 when absent or not yours) ----------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from apprun.data.api import data_routes
 from apprun.data.collections_api import CollectionsController
 from apprun.data.deps import data_dependencies
@@ -55,25 +57,32 @@ class DataModule(Module):
         wiring.provide(self.catalog)
         wiring.provide(self.service)
 
+    @override
     def wire(self, wiring: Wiring) -> None:
         wiring.get(Events).use(visibility=self.visibility)
 
+    @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [*data_routes(), CollectionsController]
 
+    @override
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:
         return [self.openapi]
 
+    @override
     def dependencies(self) -> Mapping[str, Provide]:
         return data_dependencies(self.service, self.catalog)
 
+    @override
     async def start(self, runtime: Runtime) -> None:
         await self.catalog.ensure_data_role()
 
+    @override
     async def stop(self, runtime: Runtime) -> None:
         await self.catalog.close()
 
     @classmethod
+    @override
     def cli(cls) -> Mapping[str, typer.Typer]:
         from apprun.data.cli import collections_app
 

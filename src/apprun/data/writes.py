@@ -97,7 +97,6 @@ class DataWrites:
                         writer,
                         tenant=tenant,
                         item=item,
-                        access=access,
                         update_access=update_access,
                         resolution=resolution,
                         conflict_columns=conflict_columns,
@@ -151,7 +150,6 @@ class DataWrites:
         *,
         tenant: str | None,
         item: Any,
-        access: Access,
         update_access: Access | None,
         resolution: Resolution | None,
         conflict_columns: tuple[str, ...],
@@ -378,7 +376,7 @@ class DataWrites:
         for old in olds:
             event = WriteEvent(collection=collection, ctx=ctx, conn=conn, action="delete", old=old)
 
-            async def final(e: WriteEvent, before: dict[str, Any] = old) -> None:
+            async def final(_e: WriteEvent, before: dict[str, Any] = old) -> None:
                 effects = await self._cascades(conn, writer, collection, tenant, [before["id"]])
                 stmt = writer.delete(collection, [before["id"]])
                 await conn.execute(stmt.sql, *stmt.params)

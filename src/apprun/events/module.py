@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from typing_extensions import override
+
 from apprun.events.api import EventsController, WebhooksController
 from apprun.events.bus import EventBus
 from apprun.events.deps import events_dependencies
@@ -103,12 +105,15 @@ class EventsModule(Module):
             return NatsBus(s.pubsub_nats_url, instance=s.instance, retention_days=s.events_retention_days)
         return MemoryBus()
 
+    @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [EventsController, WebhooksController]
 
+    @override
     def dependencies(self) -> Mapping[str, Provide]:
         return events_dependencies(self.events, self.webhooks.registry)
 
+    @override
     def health_checks(self) -> Mapping[str, HealthCheck]:
         # Optional: the outbox keeps events while the bus is down; the relay publishes them when it is back.
         return {"bus": (self.bus.check, False)}
@@ -122,6 +127,7 @@ class EventsModule(Module):
         )
         return list(found.values())
 
+    @override
     async def start(self, runtime: Runtime) -> None:
         await self.bus.start()
         await self.relay.start()
@@ -129,6 +135,7 @@ class EventsModule(Module):
             await self.runner.start(subscriber)
         await self.webhooks.start()
 
+    @override
     async def stop(self, runtime: Runtime) -> None:
         # Each part bounded on its own, so a hang (seen once in a while in the tests) names its part.
         await stop_step(self.webhooks.close(), "events.webhooks", limit_s=_PART_STOP_TIMEOUT)
@@ -136,6 +143,7 @@ class EventsModule(Module):
         await stop_step(self.bus.close(), "events.bus", limit_s=_BUS_STOP_TIMEOUT)
 
     @classmethod
+    @override
     def doctor_checks(cls, settings: KernelSettings) -> Sequence[DoctorCheck]:
         s = section(settings, EventsSettings)
         if s.pubsub_backend != "nats":

@@ -35,5 +35,5 @@ class EventVisibility(Protocol):
 class RecordsWithheld:
     """Until ``app.py`` wires the data module's rules: record events reach no reader (fail closed)."""
 
-    async def visible(self, ctx: RequestContext, event: CloudEvent) -> CloudEvent | None:
+    async def visible(self, ctx: RequestContext, event: CloudEvent) -> CloudEvent | None:  # noqa: ARG002 - the port's signature
         return None if event.type.startswith(RECORD_EVENT_PREFIX) else event

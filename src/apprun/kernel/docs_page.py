@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from typing_extensions import override
 
 __all__ = ["DocsPage"]
 
@@ -24,6 +25,7 @@ DOCUMENT_URL = "/openapi.json"
 class DocsPage(SwaggerRenderPlugin):
     """Swagger UI over ``/openapi.json`` (scripts from the plugin's CDN URLs)."""
 
+    @override
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         title = html.escape(str(openapi_schema.get("info", {}).get("title", "API")))
         options = json.dumps({"url": DOCUMENT_URL, "dom_id": "#swagger-ui", "deepLinking": True})

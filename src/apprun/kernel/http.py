@@ -63,9 +63,12 @@ def provide_service(service: T) -> Provide:
     service resolves them one after the other, without a task group; one that
     takes two services still pays for the group
     (tests/test_handler_dependencies.py lists those, none on a hot path).
+    The parameter is typed ``Any``: Litestar converts a dependency's
+    arguments to their declared types on every request, and the context
+    needs no converting.
     """
 
-    def dependency(ctx: CtxDep) -> T:  # ctx unused: taken for the resolution order (see above)
+    def dependency(ctx: NamedDependency[Any]) -> T:  # noqa: ARG001 - taken for the resolution order (see above)
         return service
 
     return Provide(dependency, use_cache=True, sync_to_thread=False)

@@ -90,17 +90,15 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Iterable[Any
     return hops[0] if hops else peer
 
 
-def requested_tenant(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+def requested_tenant(value: str | None) -> str | None:
     """``X-Tenant-Id`` as `RequestContext.requested_tenant` holds it: the tenant id, ``""`` when it is not a UUID.
 
     Not refused here: the header matters only to an anonymous caller of a
     ``public`` rule, so a stray one elsewhere is ignored, as it always was.
     """
-    for name, value in headers:
-        if name == b"x-tenant-id":
-            text = value.decode("latin-1")
-            return (canonical_uuid(text.strip()) or "") if text else None
-    return None
+    if value is None:
+        return None
+    return (canonical_uuid(value.strip()) or "") if value else None
 
 
 class _Headers(NamedTuple):
@@ -111,11 +109,12 @@ class _Headers(NamedTuple):
     content_length: bytes | None
     traceparent: str | None
     forwarded_for: str | None
+    tenant: str | None
 
 
 def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> _Headers:
     """The headers the middleware needs, in one pass over the raw list (it runs on every request)."""
-    request_id = accept_language = content_length = traceparent = forwarded = None
+    request_id = accept_language = content_length = traceparent = forwarded = tenant = None
     for name, value in raw:
         if name == b"x-request-id":
             request_id = value.decode("latin-1")
@@ -127,7 +126,9 @@ def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> _Headers:
             traceparent = value.decode("latin-1")
         elif name == b"x-forwarded-for":
             forwarded = value.decode("latin-1")
-    return _Headers(request_id, accept_language, content_length, traceparent, forwarded)
+        elif name == b"x-tenant-id":
+            tenant = value.decode("latin-1")
+    return _Headers(request_id, accept_language, content_length, traceparent, forwarded, tenant)
 
 
 def _request_id(given: str | None) -> str:
@@ -269,7 +270,7 @@ class KernelMiddleware:
             request_id=_request_id(headers.request_id),
             locale=self.translator.negotiate(headers.accept_language),
             client_ip=client_ip(peer[0] if peer else None, headers.forwarded_for, self.trusted),
-            requested_tenant=requested_tenant(scope["headers"]),
+            requested_tenant=requested_tenant(headers.tenant),
         )
         scope[SCOPE_KEY] = ctx  # type: ignore[literal-required]
         return ctx

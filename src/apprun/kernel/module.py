@@ -141,7 +141,7 @@ class Module(ABC):
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         """Build the services (no I/O): take lower modules' from ``wiring``, publish its own to it."""
 
-    def wire(self, wiring: Wiring) -> None:
+    def wire(self, wiring: Wiring) -> None:  # noqa: ARG002 - a hook: by default it does nothing
         """Fill the ports lower modules declare, once every module is built (default: none)."""
         return None
 
@@ -168,11 +168,11 @@ class Module(ABC):
         """Its dependencies' checks for ``/.well-known/health-check``: name -> (check, required)."""
         return {}
 
-    async def start(self, runtime: Runtime) -> None:
+    async def start(self, runtime: Runtime) -> None:  # noqa: ARG002 - a hook: by default it does nothing
         """Open its resources, once the kernel's are up (in module order)."""
         return None
 
-    async def stop(self, runtime: Runtime) -> None:
+    async def stop(self, runtime: Runtime) -> None:  # noqa: ARG002 - a hook: by default it does nothing
         """Close its resources (in reverse module order, bounded by ``STOP_TIMEOUT``)."""
         return None
 
@@ -182,6 +182,6 @@ class Module(ABC):
         return {}
 
     @classmethod
-    def doctor_checks(cls, settings: KernelSettings) -> Sequence[DoctorCheck]:
+    def doctor_checks(cls, settings: KernelSettings) -> Sequence[DoctorCheck]:  # noqa: ARG003 - a hook: by default none
         """What ``apprun doctor`` checks for it with these settings (the engines it is configured with)."""
         return ()

@@ -97,10 +97,10 @@ class LocalPolicyVersions:
     def __init__(self) -> None:
         self._versions: dict[str, int] = {}
 
-    async def current(self, conn: Connection, tenant_id: str) -> int:
+    async def current(self, conn: Connection, tenant_id: str) -> int:  # noqa: ARG002 - the port's signature
         return self._versions.get(tenant_id, 0)
 
-    async def bump(self, conn: Connection, tenant_id: str) -> None:
+    async def bump(self, conn: Connection, tenant_id: str) -> None:  # noqa: ARG002 - the port's signature
         self._versions[tenant_id] = self._versions.get(tenant_id, 0) + 1
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from apprun.kernel.module import Module, Wiring
 from apprun.rbac.api import RbacController
 from apprun.rbac.deps import rbac_dependencies
@@ -35,8 +37,10 @@ class RbacModule(Module):
         self.rbac = Rbac(runtime.db)
         wiring.provide(self.rbac)
 
+    @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [RbacController]
 
+    @override
     def dependencies(self) -> Mapping[str, Provide]:
         return rbac_dependencies(self.rbac)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from typing_extensions import override
+
 from apprun.kernel.module import Module, Wiring
 from apprun.rbac.service import Rbac
 from apprun.tenancy.api import TenantsController
@@ -39,13 +41,16 @@ class TenancyModule(Module):
         self.tenancy = Tenancy(runtime.db, wiring.get(Rbac))
         wiring.provide(self.tenancy)
 
+    @override
     def wire(self, wiring: Wiring) -> None:
         wiring.get(Rbac).add_source(self.tenancy)
         # The policy versions live on tenancy's tenant rows (rbac's PolicyVersions port).
         wiring.get(Rbac).use(versions=TenantPolicyVersions())
 
+    @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [TenantsController]
 
+    @override
     def dependencies(self) -> Mapping[str, Provide]:
         return tenancy_dependencies(self.tenancy)

@@ -114,7 +114,7 @@ def _drop_indexes(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
     for fields, unique in sorted(_index_keys(old) - _index_keys(new)):
         cols = scoped_columns(old, fields)
 
-        def drop_index(op: Operations, dialect: Dialect, before: CollectionDef, c: list[str] = cols) -> None:
+        def drop_index(op: Operations, _dialect: Dialect, _before: CollectionDef, c: list[str] = cols) -> None:
             op.drop_index(_name("ix", name, c), table_name=name)
 
         remaining = [i for i in plan.state.indexes if (tuple(i.fields), i.unique) != (fields, unique)]
@@ -134,7 +134,7 @@ def _rename_fields(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
             raise BadRequest("data.type_change_unsupported", params={"field": field.name})
 
         def rename(
-            op: Operations, dialect: Dialect, before: CollectionDef, a: str = before_field.name, b: str = field.name
+            op: Operations, _dialect: Dialect, _before: CollectionDef, a: str = before_field.name, b: str = field.name
         ) -> None:
             op.alter_column(name, a, new_column_name=b)
 
@@ -226,7 +226,7 @@ def _add_indexes(plan: _Plan, old: CollectionDef, new: CollectionDef) -> None:
         cols = scoped_columns(new, fields)
 
         def add_index(
-            op: Operations, dialect: Dialect, before: CollectionDef, c: list[str] = cols, u: bool = unique
+            op: Operations, _dialect: Dialect, _before: CollectionDef, c: list[str] = cols, u: bool = unique
         ) -> None:
             op.create_index(_name("ix", name, c), name, c, unique=u)
 

@@ -52,7 +52,7 @@ def _value(field: FieldDef, raw: str, dialect: Dialect) -> Any:
     return coerce_filter_value(field, raw, dialect=dialect)
 
 
-def _like_pattern(raw: str, dialect: Dialect, *, glob: bool) -> str:
+def _like_pattern(raw: str, *, glob: bool) -> str:
     if not glob:
         # PostgREST's `*` is SQL's `%`; a literal % or _ stays a wildcard, as in PostgREST.
         return raw.replace("*", "%")
@@ -128,12 +128,12 @@ class _Compiler:
             expr = text_value(expr, field_type, self.dialect)
         if op in ("like", "ilike"):
             if self.dialect == "postgres":
-                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "postgres", glob=False)))
+                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, glob=False)))
                 return f"{expr}::text {'ILIKE' if op == 'ilike' else 'LIKE'} {pattern}"
             if op == "ilike":
-                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "sqlite", glob=False)))
+                pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, glob=False)))
                 return f"lower({expr}) LIKE lower({pattern})"
-            pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, "sqlite", glob=True)))
+            pattern = self.params.add(self._conv(f.value, lambda raw: _like_pattern(raw, glob=True)))
             return f"{expr} GLOB {pattern}"
         if op in ("match", "imatch"):
             if self.dialect == "postgres":

@@ -210,9 +210,7 @@ class SelectCompiler:
                 if item.spread:
                     if relation.kind != "to_one":
                         raise BadRequest("data.spread_needs_to_one", params={"relation": key})
-                    pairs.extend(
-                        self._spread(relation, alias, item, params, access, options=options, prefix=path + ".")
-                    )
+                    pairs.extend(self._spread(relation, alias, item, params, access))
                     continue
                 sub, exists = self._embedded(
                     relation, alias, item, params, access, opts=opts, options=options, prefix=path + "."
@@ -283,9 +281,6 @@ class SelectCompiler:
         item: Embed,
         params: Params,
         access: dict[str, Access],
-        *,
-        options: dict[str, EmbedOptions],
-        prefix: str,
     ) -> list[tuple[str, str]]:
         target = relation.target
         pairs: list[tuple[str, str]] = []
