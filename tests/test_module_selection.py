@@ -69,7 +69,7 @@ async def test_only_rbac_and_tenancy(make_settings: Callable[..., Settings], dat
     [
         ("rbac,tenancy,auth,data", r"module auth requires module events, which APPRUN_MODULES switches off"),
         ("rbac,events,auth", r"module auth requires module tenancy, which APPRUN_MODULES switches off"),
-        ("rbac,storage", r"APPRUN_MODULES names no module storage: the modules are rbac, tenancy, events, auth, data"),
+        ("rbac,nosuch", r"APPRUN_MODULES names no module nosuch: the modules are rbac, tenancy, events, auth, data"),
     ],
 )
 def test_a_module_whose_requirement_is_off_refuses_to_start(
