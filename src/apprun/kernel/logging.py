@@ -8,15 +8,19 @@ while that request is served.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import logging.config
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "logging_dict_config"]
+if TYPE_CHECKING:
+    from apprun.kernel.context import RequestContext
+
+__all__ = ["access_log", "configure_logging", "get_logger", "logging_dict_config"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -94,6 +98,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     rendered by the same processors through `ProcessorFormatter`.
     """
     out = stream if stream is not None else sys.stdout
+    _access.configure(out if fmt == "json" else None, enabled=logging.getLevelNamesMapping()[level] <= logging.INFO)
     config = logging_dict_config(level, fmt)
     config["handlers"]["stdout"]["stream"] = out
     logging.config.dictConfig(config)
@@ -115,3 +120,70 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
 def get_logger(name: str) -> Any:
     """A structlog logger; use keyword fields, not formatted strings."""
     return structlog.get_logger(component=name)
+
+
+class _AccessLog:
+    """The access log: one JSON line per request, written without structlog's processor chain.
+
+    It is on every request's path, so with the JSON format it builds the line
+    itself: the same fields as structlog would render for
+    ``get_logger("apprun.access").info("http_request", ...)`` with the request's
+    ids bound (``tests/kernel/test_access_log.py`` compares the two). With the
+    console format, or before `configure_logging`, it goes through structlog.
+    """
+
+    __slots__ = ("enabled", "out", "slow")
+
+    def __init__(self) -> None:
+        self.out: TextIO | None = None
+        self.enabled = True
+        self.slow = structlog.get_logger(component="apprun.access")
+
+    def configure(self, out: TextIO | None, *, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+
+    def __call__(
+        self, ctx: RequestContext, method: str, route: str, path: str, *, status: int, duration_ms: float
+    ) -> None:
+        """Write the line of one request (``ctx`` gives its ids, tenant, user and client address)."""
+        if not self.enabled:
+            return
+        if self.out is None:
+            self.slow.info(
+                "http_request",
+                method=method,
+                route=route,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                tenant_id=ctx.tenant_id,
+                user_id=ctx.user_id,
+                client_ip=ctx.client_ip,
+            )
+            return
+        line = _encoder.encode(
+            {
+                "component": "apprun.access",
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "tenant_id": ctx.tenant_id,
+                "user_id": ctx.user_id,
+                "client_ip": ctx.client_ip,
+                "event": "http_request",
+                "request_id": ctx.request_id,
+                "trace_id": ctx.trace_id,
+                "level": "info",
+                "ts": datetime.datetime.now(tz=datetime.UTC).isoformat().replace("+00:00", "Z"),
+            }
+        )
+        self.out.write(line.decode() + "\n")
+        self.out.flush()
+
+
+#: The access log's writer (`_AccessLog`), configured by `configure_logging`.
+access_log = _AccessLog()
+_access = access_log

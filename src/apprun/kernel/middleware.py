@@ -30,7 +30,7 @@ from apprun.kernel import tracing
 from apprun.kernel.context import SCOPE_KEY, RequestContext, reset_current, set_current
 from apprun.kernel.errors import PayloadTooLarge
 from apprun.kernel.ids import canonical_uuid
-from apprun.kernel.logging import get_logger
+from apprun.kernel.logging import access_log
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
@@ -43,8 +43,6 @@ __all__ = ["KernelMiddleware", "client_ip", "requested_tenant"]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _UNMATCHED = "<unmatched>"
-
-_access = get_logger("apprun.access")
 
 
 def _security_headers(prod: bool) -> list[tuple[bytes, bytes]]:
@@ -216,17 +214,7 @@ class _Reply:
 
 def _log_access(scope: HTTPScope, route: str, status: int, duration: float, ctx: RequestContext) -> None:
     """The JSON access-log line of the request."""
-    _access.info(
-        "http_request",
-        method=scope["method"],
-        route=route,
-        path=scope["path"],
-        status=status,
-        duration_ms=round(duration * 1000, 3),
-        tenant_id=ctx.tenant_id,
-        user_id=ctx.user_id,
-        client_ip=ctx.client_ip,
-    )
+    access_log(ctx, scope["method"], route, scope["path"], status=status, duration_ms=round(duration * 1000, 3))
 
 
 class KernelMiddleware:
