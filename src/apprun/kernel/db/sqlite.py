@@ -16,14 +16,21 @@ again on the thread pool under the full statement timeout, so a slow query
 delays the loop by the budget at most. Interrupting a read loses nothing: a
 read-only statement has nothing to undo.
 
-Writes: ``BEGIN IMMEDIATE`` (which may wait for another process's lock) and
-``COMMIT`` (which may checkpoint the WAL, with an fsync) run on the pool;
-the statements between them run on the loop, since while the transaction
-holds the database's only write lock they cannot wait on anyone (measured:
-a create with its outbox event is 5 statements, 3 of them now without a
-thread hand-off). A long write statement (a mass update) therefore holds
-the worker's loop while it runs, under the statement timeout;
-``DB_SQLITE_INLINE_MS=0`` sends every statement to a thread.
+Writes never wait on a thread. ``BEGIN IMMEDIATE`` is tried on the loop
+without waiting (the writer's busy timeout is 0); while another process
+holds the lock it is tried again after short, growing sleeps (0.2 ms to
+5 ms, on the loop) until ``DB_SQLITE_BUSY_TIMEOUT``. Once the transaction
+holds the database's only write lock, its statements cannot wait on anyone,
+so they run on the loop too, and so does ``COMMIT``: in WAL mode a commit
+appends to the log without an fsync (``synchronous = NORMAL``). What could
+make a commit slow, checkpointing the log into the database file (with an
+fsync), is taken off the writer (``wal_autocheckpoint = 0``) and done by a
+passive checkpoint on the thread pool every `CHECKPOINT_EVERY` commits
+(measured: a create with its outbox event went from four thread hand-offs
+to none). A long write statement (a mass update) therefore holds the
+worker's loop while it runs, under the statement timeout;
+``DB_SQLITE_INLINE_MS=0`` sends every statement, BEGIN and COMMIT to a
+thread, and leaves checkpoints to SQLite.
 """
 
 from __future__ import annotations
@@ -70,6 +77,12 @@ sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 
 T = TypeVar("T")
 _log = get_logger("apprun.db")
+
+#: Commits between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
+CHECKPOINT_EVERY = 500
+#: The first and the longest sleep between two tries of ``BEGIN IMMEDIATE`` while another process writes.
+_BEGIN_FIRST_WAIT = 0.0002
+_BEGIN_LONGEST_WAIT = 0.005
 
 # Matches a $n parameter, or a quoted string/identifier to skip.
 _PARAM = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|\$(\d+)""")
@@ -284,6 +297,12 @@ class SQLiteDatabase:
         self._grow_lock = asyncio.Lock()
         self._waiting = 0
         self._closed = False
+        #: Tries of BEGIN IMMEDIATE that found another process writing, and checkpoints done (for tests).
+        self.begin_waits = 0
+        self.checkpoints = 0
+        #: Commits since the last checkpoint, and the checkpoint under way (on the pool), if any.
+        self._commits = 0
+        self._checkpointing: asyncio.Future[None] | None = None
 
     def describe(self) -> str:
         return f"SQLite at {self.path}"
@@ -305,6 +324,11 @@ class SQLiteDatabase:
         else:
             raw.execute("PRAGMA journal_mode = WAL")
             raw.execute("PRAGMA synchronous = NORMAL")
+            if self.inline_budget > 0:
+                # BEGIN IMMEDIATE is retried on the loop (`_begin`), and the WAL is checkpointed
+                # off the loop (`_checkpoint`): no statement of the writer may wait or fsync.
+                raw.execute("PRAGMA busy_timeout = 0")
+                raw.execute("PRAGMA wal_autocheckpoint = 0")
         return raw
 
     async def _new(self, *, readonly: bool) -> _SQLiteConnection:
@@ -379,26 +403,28 @@ class SQLiteDatabase:
             self._waiting -= 1
         conn = self._writer
         callbacks: list[Callable[[], None]] = []
+        inline = self.inline_budget > 0
         try:
-            # Taking the lock may wait for another process (busy timeout): on a thread.
-            await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+            if inline:
+                await self._begin(conn)
+            else:  # taking the lock may wait for another process (busy timeout): on a thread
+                await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
             conn._after_commit = callbacks
             conn.tx_state = {}
             # Holding the only write lock, statements cannot wait on anyone: they run on the loop.
-            conn._holds_lock = self.inline_budget > 0
+            conn._holds_lock = inline
             try:
                 yield conn
             except BaseException:
                 conn._after_commit = None
-                conn._holds_lock = False
                 # An interrupted statement (statement timeout) has already rolled the transaction back.
                 if conn._raw.in_transaction:
                     await _to_the_end(conn.execute("ROLLBACK"))
                 raise
             conn._after_commit = None
-            conn._holds_lock = False
-            # COMMIT may checkpoint the WAL into the database file (fsync): on a thread.
-            await _to_the_end(conn.execute("COMMIT"))
+            # WAL, synchronous=NORMAL and no auto-checkpoint: COMMIT appends to the log, no fsync.
+            commit = conn.execute("COMMIT")
+            await (commit if inline else _to_the_end(commit))
         finally:
             conn._after_commit = None
             conn._holds_lock = False
@@ -409,7 +435,57 @@ class SQLiteDatabase:
                     await _to_the_end(conn.execute("ROLLBACK"))
             finally:
                 self._write_lock.release()
+        if inline:
+            self._committed()
         _run_callbacks(callbacks)
+
+    async def _begin(self, conn: _SQLiteConnection) -> None:
+        """``BEGIN IMMEDIATE`` on the loop: tried without waiting, again after short sleeps while
+        another process holds the write lock, until the busy timeout (then 503 ``db.busy``)."""
+        deadline = time.monotonic() + self.busy_timeout
+        wait = _BEGIN_FIRST_WAIT
+        while True:
+            try:
+                conn._raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + wait > deadline:
+                    translated = _translate(exc)
+                    if translated is not None:
+                        raise translated from exc
+                    raise
+            self.begin_waits += 1
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _BEGIN_LONGEST_WAIT)
+
+    def _committed(self) -> None:
+        """Count a commit; every `CHECKPOINT_EVERY`, checkpoint the WAL on the pool (one at a time)."""
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY or self._checkpointing is not None or self._closed:
+            return
+        self._commits = 0
+        loop = asyncio.get_running_loop()
+        try:
+            self._checkpointing = loop.run_in_executor(self.executor, self._checkpoint)
+        except RuntimeError:  # the pool is shut down: apprun is stopping
+            return
+        self._checkpointing.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint(self) -> None:
+        """A passive checkpoint, on a connection of its own: it never blocks the writers or readers."""
+        raw = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        try:
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            raw.close()
+
+    def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is None:
+            self.checkpoints += 1
+        elif not done.cancelled():
+            _log.warning("sqlite_checkpoint_failed", error=str(done.exception()))
 
     async def ping(self) -> float:
         start = time.perf_counter()
