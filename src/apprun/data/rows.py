@@ -61,12 +61,8 @@ class RowStore:
     async def scope(self, tenant_id: str | None, *, write: bool) -> AsyncIterator[Connection]:
         """The request's transaction, as the data role with the tenant set (PostgreSQL)."""
         if self.dialect == "postgres":
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    "SELECT set_config('role', $1, true), set_config('apprun.tenant_id', $2, true)",
-                    self.settings.db_data_role,
-                    tenant_id or "",
-                )
+            local = {"role": self.settings.db_data_role, "apprun.tenant_id": tenant_id or ""}
+            async with self.db.transaction(local) as conn:
                 yield conn
         elif write:
             async with self.db.transaction() as conn:

@@ -12,7 +12,7 @@ statement. Values are always bound, never formatted into the text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -88,8 +88,12 @@ class Database(Protocol):
         """A connection for reads, outside any transaction."""
         ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """A connection inside a transaction, committed on success, rolled back on error."""
+    def transaction(self, local: Mapping[str, str] | None = None) -> AbstractAsyncContextManager[Connection]:
+        """A connection inside a transaction, committed on success, rolled back on error.
+
+        ``local``: PostgreSQL settings for this transaction alone (``set_config(name, value, true)``),
+        sent with ``BEGIN`` in one round trip. SQLite has no such settings and refuses them.
+        """
         ...
 
     async def ping(self) -> float:

@@ -25,9 +25,10 @@ must use ``SET LOCAL`` and transaction-level advisory locks as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -171,6 +172,48 @@ class _PgConnection:
         return self._raw
 
 
+def _literal(value: str) -> str:
+    """A SQL string literal (standard_conforming_strings: only the quote needs doubling)."""
+    if "\x00" in value:
+        raise ValueError("a setting cannot hold a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _LocalTransaction:
+    """``BEGIN`` and the transaction's settings in one round trip; ``COMMIT`` or ``ROLLBACK`` at the end.
+
+    asyncpg's own transaction sends ``BEGIN`` alone, and the settings would be
+    a second round trip. Without arguments, asyncpg sends the script with the
+    simple query protocol, which runs several statements at once; the values
+    are quoted as literals (`_literal`).
+    """
+
+    __slots__ = ("raw", "script")
+
+    def __init__(self, raw: asyncpg.Connection, local: Mapping[str, str]) -> None:
+        self.raw = raw
+        sets = ", ".join(f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in local.items())
+        self.script = f"BEGIN; SELECT {sets}"
+
+    async def __aenter__(self) -> None:
+        try:
+            await self.raw.execute(self.script)
+        except BaseException as exc:
+            await self.__aexit__(type(exc))
+            raise
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            await self.raw.execute("COMMIT")
+            return
+        if self.raw.is_closed() or not self.raw.is_in_transaction():
+            return
+        # A cancelled query leaves the connection busy: then the pool rolls back (or drops it) on
+        # release, and the error being raised is still the one to report.
+        with contextlib.suppress(pgerr.PostgresError, pgerr.InterfaceError, OSError):
+            await self.raw.execute("ROLLBACK")
+
+
 class PostgresDatabase:
     """A pool of asyncpg connections."""
 
@@ -280,11 +323,16 @@ class PostgresDatabase:
             raise
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self, local: Mapping[str, str] | None = None) -> AsyncIterator[Connection]:
         callbacks: list[Callable[[], None]] = []
         try:
-            async with self._checkout() as raw, raw.transaction():
-                yield _PgConnection(raw, callbacks)
+            async with self._checkout() as raw:
+                if local:
+                    async with _LocalTransaction(raw, local):
+                        yield _PgConnection(raw, callbacks)
+                else:
+                    async with raw.transaction():
+                        yield _PgConnection(raw, callbacks)
         except (pgerr.PostgresError, pgerr.InterfaceError, OSError, TimeoutError) as exc:
             translated = translate_pg_error(exc)
             if translated is not None:

@@ -41,7 +41,7 @@ import functools
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -390,7 +390,9 @@ class SQLiteDatabase:
             self._idle.put_nowait(conn)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self, local: Mapping[str, str] | None = None) -> AsyncIterator[Connection]:
+        if local:
+            raise ValueError("SQLite has no transaction-local settings")
         if self._writer is None:
             raise DatabaseUnavailable()
         self._waiting += 1

@@ -1,0 +1,54 @@
+"""Transaction-local settings (``Database.transaction(local=...)``): PostgreSQL sends them with BEGIN.
+
+The data API sets its role and tenant this way; RLS reads them. They must be
+set for the transaction, gone after it, quoted whatever they hold, and a
+failed transaction must roll back as any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from apprun.kernel.db import create_database
+from apprun.kernel.errors import StatementTimeout
+
+
+async def test_local_settings_live_for_one_transaction(make_settings: Any, database_url: str) -> None:
+    # One connection in the pool, so the next checkout is the same session.
+    database = create_database(make_settings(database_url=database_url, db_pool_size=1, db_statement_timeout=0.5))
+    await database.open()
+    try:
+        if database.dialect == "sqlite":
+            with pytest.raises(ValueError, match="no transaction-local settings"):
+                async with database.transaction({"apprun.test": "x"}):
+                    pass
+            return
+        tricky = "it's; SELECT 1 --"
+        async with database.transaction({"apprun.test": tricky, "apprun.other": ""}) as conn:
+            assert await conn.fetchval("SELECT current_setting('apprun.test', true)") == tricky
+            assert await conn.fetchval("SELECT current_setting('apprun.other', true)") == ""
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT current_setting('apprun.test', true)") in (None, "")
+
+        with pytest.raises(RuntimeError):
+            async with database.transaction({"apprun.test": "x"}) as conn:
+                await conn.execute("CREATE TABLE local_t (x int)")
+                raise RuntimeError("undo")
+        async with database.read() as conn:
+            assert await conn.fetchval("SELECT to_regclass('local_t')") is None
+
+        # A statement cancelled by the timeout: the error is reported, the connection is usable after.
+        with pytest.raises(StatementTimeout):
+            async with database.transaction({"apprun.test": "x"}) as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+        async with database.transaction({"apprun.test": "y"}) as conn:
+            assert await conn.fetchval("SELECT current_setting('apprun.test', true)") == "y"
+
+        with pytest.raises(ValueError, match="NUL"):
+            async with database.transaction({"apprun.test": "a\x00b"}):
+                pass
+    finally:
+        await asyncio.wait_for(database.close(), 10)
