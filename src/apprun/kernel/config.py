@@ -165,7 +165,7 @@ class KernelSettings(BaseSettings):
         5.0,
         ge=0,
         le=1000,
-        description="ms a SQLite read may run on the event loop before moving to a thread; 0 = never",
+        description="ms a SQLite read may run on the event loop before moving to a thread; 0 = all on threads",
     )
     db_boot_wait: float = Field(10.0, ge=0, description="seconds to wait for the database at start")
     db_strict_checkout: bool = Field(
