@@ -8,7 +8,7 @@ another tenant — binds its own values to it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from apprun.data.access import Access, first_tenant
@@ -60,7 +60,8 @@ class DataReads:
         catalog = self.rows.catalog
         collection = await catalog.require(name)
         shape = None
-        if ids is None and not self.hooks.has("list", name):
+        handlers = self.hooks.handlers("list", name)
+        if ids is None and not handlers:
             shape = hollow(query, offset)
         key = (catalog.version, name, shape.key, limit, count is not None, action) if shape else None
         names = self.plans.names(key)
@@ -92,7 +93,10 @@ class DataReads:
                 if compiled.count_sql is not None:
                     e.total = await self._count(conn, compiled.count_sql, compiled.count_params, count)
 
-            await run_chain(event, self.hooks.handlers("list", name), final)
+            if handlers:
+                await run_chain(event, handlers, final)
+            else:  # no hooks: no chain to build
+                await final(event)
         if event.body is None:  # a hook skipped the read
             return ReadResult("[]", 0, 0 if count else None)
         return ReadResult(event.body, event.rows, event.total)
@@ -113,7 +117,7 @@ class DataReads:
         of the one-element array the database built.
         """
         by_id = Filter(FieldPath("id"), "eq", normalize_id(record_id))
-        result = await self.read(ctx, name, replace(query, where=(by_id, *query.where)), action="view")
+        result = await self.read(ctx, name, query.with_conditions((by_id, *query.where), query.embedded), action="view")
         if result.rows == 0:
             raise NotFound("data.record_not_found")
         return sole_element(result.body)

@@ -10,7 +10,7 @@ every value into a bound parameter of the field's type.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AGGREGATES",
@@ -118,6 +118,10 @@ class Filter:
     #: ``fts(english)`` → ``english``; ``eq(any)`` → ``any``.
     modifier: str | None = None
 
+    def with_value(self, value: Any) -> Filter:
+        """This filter with another value (``dataclasses.replace`` is slow on a read's hot path)."""
+        return Filter(self.path, self.op, value, self.negate, self.modifier)
+
 
 @dataclass(frozen=True, slots=True)
 class BoolExpr:
@@ -126,6 +130,9 @@ class BoolExpr:
     op: Literal["and", "or"]
     items: tuple[Condition, ...]
     negate: bool = False
+
+    def with_items(self, items: tuple[Condition, ...]) -> BoolExpr:
+        return BoolExpr(self.op, items, self.negate)
 
 
 Condition = Filter | BoolExpr
@@ -148,6 +155,9 @@ class EmbedOptions:
     limit: int | None = None
     offset: int | None = None
 
+    def with_where(self, where: tuple[Condition, ...]) -> EmbedOptions:
+        return EmbedOptions(where, self.order, self.limit, self.offset)
+
 
 @dataclass(frozen=True)
 class ReadQuery:
@@ -162,3 +172,9 @@ class ReadQuery:
     #: ``on_conflict=a,b`` (upserts), ``columns=a,b`` (inserts).
     on_conflict: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+
+    def with_conditions(self, where: tuple[Condition, ...], embedded: dict[str, EmbedOptions]) -> ReadQuery:
+        """This query with other top-level conditions and embed options (every other field kept)."""
+        return ReadQuery(
+            self.select, where, self.order, self.limit, self.offset, embedded, self.on_conflict, self.columns
+        )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from apprun.data.access import Access, first_tenant
@@ -73,20 +73,19 @@ def hollow(query: ReadQuery, offset: int | None) -> Hollow:
 
     def condition(c: Condition) -> Condition:
         if isinstance(c, BoolExpr):
-            return replace(c, items=tuple(condition(i) for i in c.items))
+            return c.with_items(tuple(condition(i) for i in c.items))
         if c.op not in _BOUND_ONLY or c.modifier in ("any", "all"):
             return c
         if isinstance(c.value, tuple):
-            return replace(c, value=cast(Any, tuple(hole(v) for v in c.value)))
-        return replace(c, value=cast(Any, hole(c.value)))
+            return c.with_value(tuple(hole(v) for v in c.value))
+        return c.with_value(hole(c.value))
 
     def options(o: EmbedOptions) -> EmbedOptions:
-        return replace(o, where=tuple(condition(c) for c in o.where))
+        return o.with_where(tuple(condition(c) for c in o.where))
 
-    hollowed = replace(
-        query,
-        where=tuple(condition(c) for c in query.where),
-        embedded={path: options(o) for path, o in query.embedded.items()},
+    hollowed = query.with_conditions(
+        tuple(condition(c) for c in query.where),
+        {path: options(o) for path, o in query.embedded.items()} if query.embedded else {},
     )
     offset_slot = None
     if offset:
@@ -152,10 +151,11 @@ class Plans:
             self._compiled.move_to_end(full)
         tenant = first_tenant(access)
         owner = next((a.owner_id for a in access.values() if a.owner_column is not None), None)
-        return replace(
-            plan,
-            params=bind(plan.params, values, tenant, owner),
-            count_params=bind(plan.count_params, values, tenant, owner),
+        return CompiledRead(
+            plan.sql,
+            bind(plan.params, values, tenant, owner),
+            plan.count_sql,
+            bind(plan.count_params, values, tenant, owner),
         )
 
     def _remember(self, cache: OrderedDict[Hashable, Any], key: Hashable, value: Any) -> None:
