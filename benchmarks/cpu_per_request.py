@@ -1,0 +1,208 @@
+"""CPU time per request in one process: apprun's ASGI app called directly, no server, no network.
+
+The HTTP benchmarks (``make bench``) measure what a user gets, but on a
+shared 2-core machine two runs of the same commit differ by 10 % and more.
+This measures what one change does to the worker's own cost: the app is
+built on SQLite in a temporary directory, seeded through its API, and one
+workload is sent N times straight to the ASGI callable; the CPU time of the
+process is divided by N. Compare two commits by running it alternately in a
+worktree of each (``PYTHONPATH=<worktree>/src``), several times, and
+comparing medians; ``--profile FILE`` writes a cProfile of the measured
+requests (``python -m pstats FILE``).
+
+    python -m benchmarks.cpu_per_request view 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from apprun.app import create_app, runtime_of
+from apprun.modules import Settings
+
+WORKLOADS = ("list_public", "list_auth", "view", "create")
+_FIELDS = [
+    {"name": "title", "type": "text"},
+    {"name": "body", "type": "text"},
+    {"name": "views", "type": "integer"},
+    {"name": "published", "type": "boolean"},
+]
+_PASSWORD = "bench-password-1234"
+_RULES = ("list", "view", "create", "update", "delete")
+
+
+def _collection(name: str, scope: str, rule: str) -> dict[str, Any]:
+    rules = {a: rule if rule == "rbac" or a in ("list", "view") else "nobody" for a in _RULES}
+    return {"name": name, "scope": scope, "fields": _FIELDS, "rules": rules}
+
+
+Message = MutableMapping[str, Any]
+Asgi = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
+
+
+class _Lifespan:
+    """The app's lifespan, driven by hand on this loop (the test clients run it on another)."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self.task = asyncio.create_task(self.app(scope, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        started = await self.outbox.get()
+        if started["type"] != "lifespan.startup.complete":
+            reason = str(started.get("message", started)).strip().splitlines()[-2:]
+            raise RuntimeError(f"the app did not start: {' '.join(reason)}")
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self.outbox.get()
+        if self.task is not None:
+            await self.task
+
+
+async def _call(c: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
+    reply = await c.request(method, path, **kw)
+    if reply.status_code >= 300:
+        raise RuntimeError(f"{method} {path}: {reply.status_code} {reply.text[:300]}")
+    return reply.json() if reply.content else None
+
+
+async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str]:
+    """Two collections of 500 rows (one public, one per tenant); returns a user's token and a row id."""
+    admin = await _call(c, "POST", "/auth/register", json={"email": "admin@example.com", "password": _PASSWORD})
+    async with runtime_of(app).db.transaction() as conn:
+        await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, admin["user"]["id"])
+    login = {"email": "admin@example.com", "password": _PASSWORD}
+    bearer = {"Authorization": f"Bearer {(await _call(c, 'POST', '/auth/login', json=login))['access_token']}"}
+    for definition in (_collection("bench_public", "global", "public"), _collection("bench_private", "tenant", "rbac")):
+        await _call(c, "POST", "/api/v1/collections", json=definition, headers=bearer)
+    rows = [{"title": f"t{i}", "body": "b" * 200, "views": i, "published": True} for i in range(500)]
+    await _call(c, "POST", "/data/bench_public", json=rows, headers={**bearer, "Prefer": "return=minimal"})
+    await _call(c, "POST", "/auth/register", json={"email": "user@example.com", "password": _PASSWORD})
+    login = {"email": "user@example.com", "password": _PASSWORD}
+    token = str((await _call(c, "POST", "/auth/login", json=login))["access_token"])
+    await _call(c, "POST", "/data/bench_private", json=rows, headers={"Authorization": f"Bearer {token}"})
+    first = await _call(c, "GET", "/data/bench_public?select=id&limit=1&order=id")
+    return token, str(first[0]["id"])
+
+
+def _requests(token: str, row_id: str) -> dict[str, tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]]:
+    auth = (b"authorization", f"Bearer {token}".encode())
+    body = json.dumps({"title": "New", "body": "b" * 200, "views": 1, "published": True}).encode()
+    return {
+        "list_public": ("GET", "/data/bench_public", b"limit=20", [], b""),
+        "list_auth": ("GET", "/data/bench_private", b"limit=20", [auth], b""),
+        "view": ("GET", f"/data/bench_public/{row_id}", b"", [], b""),
+        "create": (
+            "POST",
+            "/data/bench_private",
+            b"",
+            [auth, (b"content-type", b"application/json"), (b"prefer", b"return=representation"),
+             (b"content-length", str(len(body)).encode())],
+            body,
+        ),
+    }  # fmt: skip
+
+
+async def measure(workload: str, n: int, profile: Path | None) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="apprun-cpu-"))
+    settings = Settings(
+        _env_file=None,
+        apprun_env="prod",
+        apprun_data_dir=work,
+        jwt_secret="x" * 64,
+        database_url=f"sqlite:///{work / 'apprun.db'}",
+        mail_backend="none",
+        auth_rate_limit_ip="100000000/60",
+        apprun_auto_migrate=True,
+    )
+    # The access log is part of the cost; its lines go nowhere.
+    app = create_app(settings)
+    async with _Lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            token, row_id = await _seed(app, c)
+        method, path, query, headers, payload = _requests(token, row_id)[workload]
+        statuses: list[int] = []
+
+        async def one() -> None:
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
+                "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*"), *headers],
+                "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8080), "state": {},
+            }  # fmt: skip
+            sent = False
+
+            async def receive() -> Message:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": payload, "more_body": False}
+                await asyncio.Event().wait()  # the client never disconnects
+                raise AssertionError("unreachable")
+
+            async def send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            await app(scope, receive, send)
+
+        for _ in range(200):  # warm-up: caches, plans, the first connections
+            await one()
+        profiler = cProfile.Profile() if profile else None
+        statuses.clear()
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for _ in range(n):
+            await one()
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if profiler and profile:
+            profiler.dump_stats(profile)
+        failed = [s for s in statuses if s >= 300]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {n} requests failed (status {failed[0]})")
+    return {"workload": workload, "requests": n, "us_cpu": round(cpu / n * 1e6, 1), "us_wall": round(wall / n * 1e6, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("workload", choices=WORKLOADS)
+    parser.add_argument("n", type=int, nargs="?", default=2000)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the measured requests here")
+    args = parser.parse_args(argv)
+    for name in list(os.environ):
+        if name.startswith(("APPRUN_", "DB_", "DATABASE_", "HTTP_", "AUTH_", "PUBSUB_")):
+            del os.environ[name]
+    # Log lines (the access log included) are written, as in production, but not kept.
+    with contextlib.redirect_stdout(io.StringIO()) as sink:
+        result = asyncio.run(measure(args.workload, args.n, args.profile))
+    del sink
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
