@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from apprun.data.access import Access, resolve_access
@@ -33,6 +34,21 @@ from apprun.rbac.service import Rbac
 
 __all__ = ["RowStore", "check_single", "fetch_one", "normalize_id", "sole_element"]
 
+#: Stand-ins for the ids and the tenant while a read-back statement is compiled (never a real id or tenant).
+_IDS_MARK = "\x00apprun-ids"
+_TENANT_MARK = "\x00apprun-tenant"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadBack:
+    """The compiled read-back of a collection's rows by id, and where its ids and tenant go."""
+
+    collection: CollectionDef
+    sql: str
+    params: list[Any]
+    ids_at: int
+    tenant_at: int | None
+
 
 class RowStore:
     """Transactions, compilers, access and rows as JSON, for the reads and the writes of one service."""
@@ -43,6 +59,8 @@ class RowStore:
         self.dialect = db.dialect
         self.catalog = catalog
         self.rbac = rbac
+        #: Read-backs by (collection, with a tenant): every write reads its rows back, the same statement.
+        self._read_backs: dict[tuple[str, bool], _ReadBack] = {}
 
     # --- compilers and the transaction ------------------------------------------------
     def reader(self, collections: dict[str, CollectionDef]) -> SelectCompiler:
@@ -103,18 +121,45 @@ class RowStore:
         """The rows ``ids`` as the API returns them with ``select=*`` (for events and hooks)."""
         if not ids:
             return []
-        reader = self.reader({collection.name: collection})
-        reader.max_rows = len(ids)
-        compiled = reader.compile(
-            collection, ReadQuery(), {collection.name: Access(tenant_id=tenant)}, limit=None, offset=None,
-            with_count=False, ids=ids,
-        )  # fmt: skip
-        row = await fetch_one(conn, compiled.sql, compiled.params)
+        plan = self._read_back(collection, tenant is not None)
+        params = list(plan.params)
+        params[plan.ids_at] = list(ids) if self.dialect == "postgres" else json.dumps(list(ids))
+        if plan.tenant_at is not None:
+            params[plan.tenant_at] = tenant
+        row = await fetch_one(conn, plan.sql, params)
         parsed: list[dict[str, Any]] = json.loads(row[0])
         if len(parsed) > 1:  # in the order asked for (the order of the body, or of the targets)
             position = {record_id: i for i, record_id in enumerate(ids)}
             parsed.sort(key=lambda r: position.get(r["id"], 0))
         return parsed
+
+    def _read_back(self, collection: CollectionDef, with_tenant: bool) -> _ReadBack:
+        """The read-back statement of ``collection``, compiled once per definition of it.
+
+        It is compiled with stand-ins for the ids and the tenant, whose
+        parameters are then found and replaced per write; the definition is
+        compared by identity, so a changed collection compiles anew.
+        """
+        key = (collection.name, with_tenant)
+        found = self._read_backs.get(key)
+        if found is not None and found.collection is collection:
+            return found
+        reader = self.reader({collection.name: collection})
+        reader.max_rows = None  # the ids bound the rows
+        access = {collection.name: Access(tenant_id=_TENANT_MARK if with_tenant else None)}
+        compiled = reader.compile(
+            collection, ReadQuery(), access, limit=None, offset=None, with_count=False, ids=[_IDS_MARK]
+        )
+        ids_value: Any = [_IDS_MARK] if self.dialect == "postgres" else json.dumps([_IDS_MARK])
+        ids_at = [i for i, p in enumerate(compiled.params) if p == ids_value]
+        tenant_at = [i for i, p in enumerate(compiled.params) if p == _TENANT_MARK]
+        # The tenant is a parameter when the compiled predicate is on (DATA_TENANT_PREDICATE; RLS fences it anyway).
+        expected_tenant = int(with_tenant and reader.tenant_predicate)
+        if len(ids_at) != 1 or len(tenant_at) != expected_tenant:  # pragma: no cover - the compiler changed
+            raise InternalError()
+        plan = _ReadBack(collection, compiled.sql, compiled.params, ids_at[0], tenant_at[0] if tenant_at else None)
+        self._read_backs[key] = plan
+        return plan
 
     async def representation(
         self, conn: Connection, collection: CollectionDef, query: ReadQuery | None,

@@ -112,11 +112,12 @@ class SelectCompiler:
         collections: dict[str, CollectionDef],
         *,
         tenant_predicate: bool = True,
-        max_rows: int = 1000,
+        max_rows: int | None = 1000,
     ) -> None:
         self.dialect = dialect
         self.collections = collections
         self.tenant_predicate = tenant_predicate
+        #: The most rows a read returns (None: no cap, when something else bounds them).
         self.max_rows = max_rows
         self._aliases = 0
 
