@@ -25,7 +25,7 @@ from apprun.data.service import DataService
 from apprun.data.writes import WriteResult
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
-from apprun.kernel.http import CtxDep
+from apprun.kernel.http import CtxDep, TextResponse
 
 __all__ = ["data_routes"]
 
@@ -147,7 +147,7 @@ async def read_rows(
 ) -> Response[str]:
     result, status, headers, representation = await _read(request, ctx, data_service, collection)
     body, media = _render(result.body, result.rows, representation)
-    return Response(body, status_code=status, media_type=media, headers=headers)
+    return TextResponse(body, status_code=status, media_type=media, headers=headers)
 
 
 @head(_PATHS, summary="Read rows without a body (counts and ranges in the headers)", tags=["data"])
@@ -333,7 +333,7 @@ async def read_record(
 ) -> Response[str]:
     query = _select_only(request)
     body = await data_service.reads.get_one(ctx, collection, record_id, query)
-    return Response(body, media_type="application/json")
+    return TextResponse(body)
 
 
 @patch(_RECORD_PATHS, summary="Change one row by id; replies with the row", tags=["data"])

@@ -20,14 +20,24 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency, Provide
+from litestar.response.base import ASGIResponse
 from litestar.types import Scope
+from typing_extensions import override
 
 from apprun.kernel.context import RequestContext, from_scope
 from apprun.kernel.errors import InternalError
 
-__all__ = ["CTX", "CtxDep", "kernel_dependencies", "provide_service", "request_context", "user_agent"]
+__all__ = [
+    "CTX",
+    "CtxDep",
+    "TextResponse",
+    "kernel_dependencies",
+    "provide_service",
+    "request_context",
+    "user_agent",
+]
 
 T = TypeVar("T")
 
@@ -77,3 +87,56 @@ def provide_service(service: T) -> Provide:
 def user_agent(request: Request[Any, Any, Any]) -> str | None:
     value = request.headers.get("user-agent")
     return value[:400] if value else None
+
+
+class TextResponse(Response[str]):
+    """A reply whose body the handler already has as text (the database built the JSON).
+
+    Litestar's `Response` looks up a serializer and merges type encoders for
+    every reply, which a body that is already text never needs; this one goes
+    straight to the ASGI response, with the same status, headers and bytes.
+    Layer-level headers and cookies (apprun sets none) are still merged.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        content: str,
+        *,
+        status_code: int = 200,
+        media_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.content = content
+        self.status_code = status_code
+        self.media_type = media_type
+        self.headers = headers or {}
+        self.background = None
+        self.cookies = []
+        self.encoding = "utf-8"
+        self.response_type_encoders = {}
+
+    @override
+    def to_asgi_response(
+        self,
+        app: Any,
+        request: Request[Any, Any, Any],
+        *,
+        background: Any = None,
+        cookies: Any = None,
+        encoded_headers: Any = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        **_: Any,
+    ) -> ASGIResponse:
+        return ASGIResponse(
+            background=background,
+            body=self.content.encode(),
+            cookies=cookies,
+            encoded_headers=encoded_headers,
+            headers={**headers, **self.headers} if headers else self.headers,
+            is_head_response=is_head_response,
+            media_type=self.media_type,
+            status_code=self.status_code,
+        )
