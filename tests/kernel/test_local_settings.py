@@ -18,7 +18,7 @@ from apprun.kernel.errors import StatementTimeout
 
 async def test_local_settings_live_for_one_transaction(make_settings: Any, database_url: str) -> None:
     # One connection in the pool, so the next checkout is the same session.
-    database = create_database(make_settings(database_url=database_url, db_pool_size=1, db_statement_timeout=0.5))
+    database = create_database(make_settings(database_url=database_url, db_pool_size=1, db_statement_timeout=1.0))
     await database.open()
     try:
         if database.dialect == "sqlite":
@@ -43,7 +43,7 @@ async def test_local_settings_live_for_one_transaction(make_settings: Any, datab
         # A statement cancelled by the timeout: the error is reported, the connection is usable after.
         with pytest.raises(StatementTimeout):
             async with database.transaction({"apprun.test": "x"}) as conn:
-                await conn.execute("SELECT pg_sleep(5)")
+                await conn.execute("SELECT pg_sleep(30)")
         async with database.transaction({"apprun.test": "y"}) as conn:
             assert await conn.fetchval("SELECT current_setting('apprun.test', true)") == "y"
 

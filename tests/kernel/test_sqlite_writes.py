@@ -23,7 +23,8 @@ from tests.support.polling import eventually
 
 @pytest.fixture
 async def sqlite_db(make_settings: Any, tmp_path: Path) -> AsyncIterator[SQLiteDatabase]:
-    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", db_sqlite_busy_timeout=5.0)
+    # A long busy timeout: the tests release the lock themselves, and a loaded machine must not time them out.
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", db_sqlite_busy_timeout=60.0)
     database = create_database(settings)
     assert isinstance(database, SQLiteDatabase)
     await database.open()
