@@ -33,21 +33,13 @@ import httpx
 
 from apprun.app import create_app, runtime_of
 from apprun.modules import Settings
+from benchmarks.harness.apprun_system import PRIVATE, PUBLIC
+from benchmarks.harness.pocketbase import BODY, record
 
 WORKLOADS = ("list_public", "list_auth", "view", "create")
-_FIELDS = [
-    {"name": "title", "type": "text"},
-    {"name": "body", "type": "text"},
-    {"name": "views", "type": "integer"},
-    {"name": "published", "type": "boolean"},
-]
 _PASSWORD = "bench-password-1234"
-_RULES = ("list", "view", "create", "update", "delete")
-
-
-def _collection(name: str, scope: str, rule: str) -> dict[str, Any]:
-    rules = {a: rule if rule == "rbac" or a in ("list", "view") else "nobody" for a in _RULES}
-    return {"name": name, "scope": scope, "fields": _FIELDS, "rules": rules}
+#: Rows per collection: enough for a 20-row page, few enough to seed in a second.
+_ROWS = 500
 
 
 Message = MutableMapping[str, Any]
@@ -87,15 +79,15 @@ async def _call(c: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
 
 
 async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str]:
-    """Two collections of 500 rows (one public, one per tenant); returns a user's token and a row id."""
+    """The HTTP benchmarks' two collections, `_ROWS` rows each; returns a user's token and a row id."""
     admin = await _call(c, "POST", "/auth/register", json={"email": "admin@example.com", "password": _PASSWORD})
     async with runtime_of(app).db.transaction() as conn:
         await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, admin["user"]["id"])
     login = {"email": "admin@example.com", "password": _PASSWORD}
     bearer = {"Authorization": f"Bearer {(await _call(c, 'POST', '/auth/login', json=login))['access_token']}"}
-    for definition in (_collection("bench_public", "global", "public"), _collection("bench_private", "tenant", "rbac")):
+    for definition in (PUBLIC, PRIVATE):  # the HTTP benchmarks' collections and rows
         await _call(c, "POST", "/api/v1/collections", json=definition, headers=bearer)
-    rows = [{"title": f"t{i}", "body": "b" * 200, "views": i, "published": True} for i in range(500)]
+    rows = [record(i) for i in range(_ROWS)]
     await _call(c, "POST", "/data/bench_public", json=rows, headers={**bearer, "Prefer": "return=minimal"})
     await _call(c, "POST", "/auth/register", json={"email": "user@example.com", "password": _PASSWORD})
     login = {"email": "user@example.com", "password": _PASSWORD}
@@ -107,7 +99,7 @@ async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str]:
 
 def _requests(token: str, row_id: str) -> dict[str, tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]]:
     auth = (b"authorization", f"Bearer {token}".encode())
-    body = json.dumps({"title": "New", "body": "b" * 200, "views": 1, "published": True}).encode()
+    body = json.dumps({"title": "New", "body": BODY, "views": 1, "published": True}).encode()
     return {
         "list_public": ("GET", "/data/bench_public", b"limit=20", [], b""),
         "list_auth": ("GET", "/data/bench_private", b"limit=20", [auth], b""),

@@ -126,7 +126,7 @@ class _Declares(Module):
     declared: Mapping[str, Provide] = {}
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
-        raise NotImplementedError
+        """Never built: the tests read only its declarations (see `_module`)."""
 
     def dependencies(self) -> Mapping[str, Provide]:
         return self.declared

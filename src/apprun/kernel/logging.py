@@ -98,7 +98,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     rendered by the same processors through `ProcessorFormatter`.
     """
     out = stream if stream is not None else sys.stdout
-    _access.configure(out if fmt == "json" else None, enabled=logging.getLevelNamesMapping()[level] <= logging.INFO)
+    access_log.configure(out if fmt == "json" else None, enabled=logging.getLevelNamesMapping()[level] <= logging.INFO)
     config = logging_dict_config(level, fmt)
     config["handlers"]["stdout"]["stream"] = out
     logging.config.dictConfig(config)
@@ -186,4 +186,3 @@ class _AccessLog:
 
 #: The access log's writer (`_AccessLog`), configured by `configure_logging`.
 access_log = _AccessLog()
-_access = access_log

@@ -94,8 +94,6 @@ def requested_tenant(value: str | None) -> str | None:
     Not refused here: the header matters only to an anonymous caller of a
     ``public`` rule, so a stray one elsewhere is ignored, as it always was.
     """
-    if value is None:
-        return None
     return (canonical_uuid(value.strip()) or "") if value else None
 
 
