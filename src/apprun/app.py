@@ -21,8 +21,9 @@ from typing import Any
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Middleware
 
 from apprun import __version__
 from apprun.data.hooks import Hooks
@@ -30,9 +31,10 @@ from apprun.events.module import Subscriptions
 from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError
 from apprun.kernel.docs_page import DocsPage
+from apprun.kernel.fastpath import FastPath, RequestLayers, shadowed_routes
 from apprun.kernel.http_errors import exception_handlers, json_request_class
 from apprun.kernel.i18n import translator
-from apprun.kernel.logging import configure_logging
+from apprun.kernel.logging import configure_logging, get_logger
 from apprun.kernel.middleware import KernelMiddleware
 from apprun.kernel.module import Wiring
 from apprun.kernel.modules import Assembly, assemble
@@ -41,6 +43,8 @@ from apprun.kernel.runtime import Runtime
 from apprun.modules import MODULES, Settings, load_settings
 
 __all__ = ["asgi", "create_app", "runtime_of", "wiring_of"]
+
+_log = get_logger("apprun.app")
 
 
 def create_app(
@@ -87,8 +91,23 @@ def create_app(
     app.state.wiring = modules.wiring
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.
-    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime)
+    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime, _fast_path(settings, modules, app))
     return app
+
+
+def _fast_path(settings: Settings, modules: Assembly, app: Litestar) -> FastPath | None:
+    """The modules' fast routes (kernel/fastpath.py), unless switched off or a module's middleware forbids it."""
+    routes = modules.fast_routes()
+    if not settings.http_fast_path or not routes:
+        return None
+    if modules.middleware():
+        _log.info("fast_path_off", reason="a module declares framework middleware, which the fast path cannot run")
+        return None
+    shadowed = shadowed_routes(routes, ((route.path_format, route.methods) for route in app.routes))
+    if shadowed:
+        _log.warning("fast_path_off", reason="a fast route would take these routes from the framework", routes=shadowed)
+        return None
+    return FastPath(routes, modules.request_layers(), cors=app.cors_config, compression=app.compression_config)
 
 
 def _litestar(
@@ -109,7 +128,7 @@ def _litestar(
             *modules.routes(),
             *extra_routes,
         ],
-        middleware=modules.middleware(),
+        middleware=_middleware(modules),
         dependencies=modules.dependencies(),
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
@@ -127,6 +146,12 @@ def _litestar(
         logging_config=None,
         debug=False,
     )
+
+
+def _middleware(modules: Assembly) -> list[Middleware]:
+    """The modules' request layers as one middleware, then their own middleware."""
+    layers = modules.request_layers()
+    return [*([DefineMiddleware(RequestLayers, layers=layers)] if layers else []), *modules.middleware()]
 
 
 def runtime_of(app: Litestar) -> Runtime:

@@ -983,11 +983,16 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-async def send(client: Any, labels: Labels, scenario: Read) -> Reply:
+def send_path(labels: Labels, scenario: Read) -> str:
+    """The scenario's path and query, labels replaced by their values."""
     path = scenario.query
     for label, value in labels.by_label.items():
         path = path.replace("{" + label + "}", value)
-    url = "/data/" + quote(path, safe="/?&=,.*()!:{}[]\"'-_>+%")
+    return "/data/" + quote(path, safe="/?&=,.*()!:{}[]\"'-_>+%")
+
+
+async def send(client: Any, labels: Labels, scenario: Read) -> Reply:
+    url = send_path(labels, scenario)
     reply = await client.request(scenario.method, url, headers={**bearer(labels.token), **scenario.request})
     text = labels.normalize_text(reply.text)
     try:

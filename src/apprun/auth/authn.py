@@ -33,7 +33,7 @@ import structlog
 from apprun.auth.api_keys import KEY_PREFIX, ApiKeys
 from apprun.auth.bridges import IdentityMapper, KratosClient, OidcVerifier
 from apprun.auth.tokens import TokenKeys, invalid_token
-from apprun.kernel.context import RequestContext, from_scope
+from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database, Row
 from apprun.kernel.errors import Unauthorized
 from apprun.kernel.times import to_datetime, utcnow
@@ -41,9 +41,11 @@ from apprun.rbac.service import PLATFORM_ADMIN, POLICY_VERSION
 from apprun.tenancy.queries import MEMBER_ROLE, TENANT_DISABLED_AT, TENANT_POLICY_VERSION, tenant_state
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import Scope
 
-__all__ = ["TOKEN_EXP", "Authenticator", "AuthnMiddleware", "refusal", "session_problem"]
+    from apprun.kernel.fastpath import RequestLayer
+
+__all__ = ["TOKEN_EXP", "Authenticator", "authentication_layer", "refusal", "session_problem"]
 
 #: Key of ``RequestContext.extra``: the access token's ``exp`` (Unix seconds), for `Authenticator.recheck`.
 TOKEN_EXP = "token_exp"  # noqa: S105 - a dict key, not a secret
@@ -64,6 +66,9 @@ _EXTERNAL_SQL = (
     f"SELECT u.disabled_at, {_EXTERNAL_TENANT.columns} "  # noqa: S608 - constant fragments
     f"FROM apprun_users u {_EXTERNAL_TENANT.joins} WHERE u.id = $1"
 )
+
+#: The request headers that carry credentials.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "apikey", "x-session-token", "cookie"})
 
 #: Why a credential that once held no longer does (the code), and the RFC 6750 description.
 _REFUSALS = {
@@ -266,21 +271,16 @@ class Authenticator:
         return None
 
 
-class AuthnMiddleware:
-    """Runs the `Authenticator` for every routed HTTP and WebSocket request."""
+def authentication_layer(authenticator: Authenticator) -> RequestLayer:
+    """The request layer (``kernel/fastpath.py``) that runs the `Authenticator` for every routed request."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
-        self.app = app
-        self.authenticator = authenticator
+    async def authenticate(scope: Scope, ctx: RequestContext) -> None:
+        headers: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            key = name.decode("latin-1").lower()
+            if key in _CREDENTIAL_HEADERS:
+                headers[key] = value.decode("latin-1")
+        if headers:
+            await authenticator.authenticate(ctx, headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = from_scope(scope)
-        if ctx is not None:
-            headers: dict[str, str] = {}
-            for name, value in scope.get("headers", ()):
-                key = name.decode("latin-1").lower()
-                if key in ("authorization", "apikey", "x-session-token", "cookie"):
-                    headers[key] = value.decode("latin-1")
-            if headers:
-                await self.authenticator.authenticate(ctx, headers)
-        await self.app(scope, receive, send)
+    return authenticate

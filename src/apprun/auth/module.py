@@ -3,7 +3,7 @@
 It fills three ports of the modules below it (in `wire`): API keys grant
 roles (an rbac source), tenancy lists and invites users through auth's
 `Account` (its `Directory`), and events re-checks a live stream's session
-through the `Authenticator`. Its middleware authenticates every request.
+through the `Authenticator`. Its request layer authenticates every request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from litestar.middleware import DefineMiddleware
 from typing_extensions import override
 
 from apprun.auth.account import Account
@@ -22,7 +21,7 @@ from apprun.auth.admin import Admin
 from apprun.auth.admin_api import ApiKeysController, AuditController, UsersController
 from apprun.auth.api import AuthController, InvitationsController, jwks
 from apprun.auth.api_keys import ApiKeys
-from apprun.auth.authn import Authenticator, AuthnMiddleware
+from apprun.auth.authn import Authenticator, authentication_layer
 from apprun.auth.bridges import IdentityMapper, KratosClient, OidcVerifier
 from apprun.auth.deps import auth_dependencies
 from apprun.auth.mailer import MailDelivery
@@ -44,8 +43,9 @@ from apprun.tenancy.service import Tenancy
 if TYPE_CHECKING:
     import typer
     from litestar.di import Provide
-    from litestar.types import ControllerRouterHandler, Middleware
+    from litestar.types import ControllerRouterHandler
 
+    from apprun.kernel.fastpath import RequestLayer
     from apprun.kernel.runtime import Runtime
 
 __all__ = ["AuthModule"]
@@ -159,8 +159,8 @@ class AuthModule(Module):
         ]
 
     @override
-    def middleware(self) -> Sequence[Middleware]:
-        return [DefineMiddleware(AuthnMiddleware, authenticator=self.authenticator)]
+    def request_layers(self) -> Sequence[RequestLayer]:
+        return [authentication_layer(self.authenticator)]
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:

@@ -1,7 +1,10 @@
 """HTTP for the data API: ``/data/{collection}`` (and ``/rest/v1/{collection}``), PostgREST's dialect.
 
 The handlers translate headers and status codes; the grammar, rules and SQL
-live below. Replies to reads are the bytes the database built.
+live below. Replies to reads are the bytes the database built. The reads
+also run on the kernel's fast path (`DataReadRoute`, ``kernel/fastpath.py``):
+the same functions (`read_rows_reply`, `read_record_reply`) without the
+framework; ``tests/data/test_fast_path.py`` compares both paths byte for byte.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl
 
 from litestar import Request, Response, delete, get, head, patch, post, put
 from litestar.params import FromPath
+from typing_extensions import override
 
 from apprun.data.deps import DataServiceDep
 from apprun.data.http_prefs import CSV, Preferences, content_range, negotiate, parse_prefer, parse_range, to_csv
@@ -25,9 +29,13 @@ from apprun.data.service import DataService
 from apprun.data.writes import WriteResult
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
+from apprun.kernel.fastpath import FastReply, FastRoute, ScopeHeaders
 from apprun.kernel.http import CtxDep, TextResponse
 
-__all__ = ["data_routes"]
+if TYPE_CHECKING:
+    from litestar.types import HTTPScope
+
+__all__ = ["DataReadRoute", "HeaderView", "data_routes"]
 
 _PATHS = ["/data/{collection:str}", "/rest/v1/{collection:str}"]
 _RECORD_PATHS = ["/data/{collection:str}/{record_id:str}", "/rest/v1/{collection:str}/{record_id:str}"]
@@ -106,14 +114,22 @@ def _render(body: str, rows: int, representation: str) -> tuple[str, str]:
 
 
 # --- reads -------------------------------------------------------------------------------------
+class HeaderView(Protocol):
+    """What a read takes of the request's headers: Litestar's ``Headers``, or the fast path's `ScopeHeaders`."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def getall(self, key: str, default: list[str], /) -> list[str]: ...
+
+
 async def _read(
-    request: Request[Any, Any, Any], ctx: RequestContext, data_service: DataService, collection: str
+    headers: HeaderView, raw_query: str, ctx: RequestContext, data_service: DataService, collection: str
 ) -> tuple[ReadResult, int, dict[str, str], str]:
-    representation = negotiate(request.headers.get("accept"))
-    prefs = _prefs(request)
-    query = _query(request)
+    representation = negotiate(headers.get("accept"))
+    prefs = parse_prefer(headers.getall("prefer", []))
+    query = _parse(raw_query)
     limit, offset = query.limit, query.offset
-    ranged = parse_range(request.headers.get("range"), request.headers.get("range-unit"))
+    ranged = parse_range(headers.get("range"), headers.get("range-unit"))
     if ranged is not None and limit is None and offset is None:
         offset, limit = ranged
     count = prefs.get("count")
@@ -137,16 +153,35 @@ async def _read(
             )
         if result.rows < result.total:
             status = 206
-    headers = _headers(prefs, "count", "handling", content_range=content_range(start, result.rows, result.total))
-    return result, status, headers, representation
+    headers_out = _headers(prefs, "count", "handling", content_range=content_range(start, result.rows, result.total))
+    return result, status, headers_out, representation
+
+
+async def read_rows_reply(
+    headers: HeaderView, raw_query: str, ctx: RequestContext, data_service: DataService, collection: str
+) -> tuple[str, int, dict[str, str], str]:
+    """``GET /data/{collection}``: the body, status, headers and media type (both paths serve this)."""
+    result, status, headers_out, representation = await _read(headers, raw_query, ctx, data_service, collection)
+    body, media = _render(result.body, result.rows, representation)
+    return body, status, headers_out, media
+
+
+async def read_record_reply(
+    raw_query: str, ctx: RequestContext, data_service: DataService, collection: str, record_id: str
+) -> str:
+    """``GET /data/{collection}/{id}``: the record's JSON (both paths serve this)."""
+    query = _parse(raw_query)
+    _only_select(query)
+    return await data_service.reads.get_one(ctx, collection, record_id, query)
 
 
 @get(_PATHS, summary="Read rows: PostgREST filters, select, order, paging", tags=["data"])
 async def read_rows(
     request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
 ) -> Response[str]:
-    result, status, headers, representation = await _read(request, ctx, data_service, collection)
-    body, media = _render(result.body, result.rows, representation)
+    body, status, headers, media = await read_rows_reply(
+        request.headers, _raw_query(request), ctx, data_service, collection
+    )
     return TextResponse(body, status_code=status, media_type=media, headers=headers)
 
 
@@ -154,7 +189,7 @@ async def read_rows(
 async def head_rows(
     request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
 ) -> Response[None]:
-    _, status, headers, _ = await _read(request, ctx, data_service, collection)
+    _, status, headers, _ = await _read(request.headers, _raw_query(request), ctx, data_service, collection)
     return Response(None, status_code=status, headers=headers)
 
 
@@ -316,11 +351,14 @@ async def _put(
 
 
 # --- one record by id (PocketBase's shape: 404 when absent or not yours) ----------------------------
-def _select_only(request: Request[Any, Any, Any]) -> ReadQuery:
-    query = _query(request)
+def _only_select(query: ReadQuery) -> ReadQuery:
     if query.where or query.order or query.limit is not None or query.offset is not None:
         raise BadRequest("data.record_route_filters")
     return query
+
+
+def _select_only(request: Request[Any, Any, Any]) -> ReadQuery:
+    return _only_select(_query(request))
 
 
 @get(_RECORD_PATHS, summary="One row by id (404 when it does not exist or is not yours)", tags=["data"])
@@ -331,8 +369,7 @@ async def read_record(
     collection: FromPath[str],
     record_id: FromPath[str],
 ) -> Response[str]:
-    query = _select_only(request)
-    body = await data_service.reads.get_one(ctx, collection, record_id, query)
+    body = await read_record_reply(_raw_query(request), ctx, data_service, collection, record_id)
     return TextResponse(body)
 
 
@@ -395,6 +432,51 @@ async def put_record(
     query = _select_only(request)
     prefs = _prefs(request)
     return await _put(request, ctx, data_service, collection, normalize_id(record_id), prefs=prefs, query=query)
+
+
+# --- the reads on the kernel's fast path (kernel/fastpath.py) ------------------------------------
+#: Each prefix with the templates the framework's router gives its list and record routes.
+_PREFIXES = (
+    ("/data/", "/data/{collection}", "/data/{collection}/{record_id}"),
+    ("/rest/v1/", "/rest/v1/{collection}", "/rest/v1/{collection}/{record_id}"),
+)
+
+
+class DataReadRoute(FastRoute):
+    """The data API's GETs of rows and of one record."""
+
+    def __init__(self, service: DataService) -> None:
+        self.service = service
+
+    @override
+    def templates(self) -> frozenset[str]:
+        return frozenset(t for _, *templates in _PREFIXES for t in templates)
+
+    @override
+    def match(self, method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
+        if method != "GET":
+            return None
+        for prefix, rows_template, record_template in _PREFIXES:
+            if path.startswith(prefix):
+                parts = path[len(prefix) :].split("/")
+                if not all(parts):
+                    return None
+                if len(parts) == 1:
+                    return rows_template, (parts[0],)
+                if len(parts) == 2:
+                    return record_template, (parts[0], parts[1])
+                return None
+        return None
+
+    @override
+    async def serve(self, scope: HTTPScope, ctx: RequestContext, params: tuple[str, ...]) -> FastReply:
+        raw_query = scope["query_string"].decode("latin-1")
+        if len(params) == 1:
+            body, status, headers, media = await read_rows_reply(
+                ScopeHeaders(scope["headers"]), raw_query, ctx, self.service, params[0]
+            )
+            return FastReply(body.encode(), status, media, headers)
+        return FastReply((await read_record_reply(raw_query, ctx, self.service, params[0], params[1])).encode())
 
 
 def data_routes() -> list[Any]:

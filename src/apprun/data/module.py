@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from apprun.data.api import data_routes
+from apprun.data.api import DataReadRoute, data_routes
 from apprun.data.collections_api import CollectionsController
 from apprun.data.deps import data_dependencies
 from apprun.data.hooks import Hooks
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from litestar.di import Provide
     from litestar.types import ControllerRouterHandler
 
+    from apprun.kernel.fastpath import FastRoute
     from apprun.kernel.runtime import Runtime
 
 __all__ = ["DataModule"]
@@ -64,6 +65,10 @@ class DataModule(Module):
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [*data_routes(), CollectionsController]
+
+    @override
+    def fast_routes(self) -> Sequence[FastRoute]:
+        return [DataReadRoute(self.service)]
 
     @override
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:

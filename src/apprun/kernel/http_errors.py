@@ -49,6 +49,7 @@ __all__ = [
     "exception_handlers",
     "json_nesting_exceeds",
     "json_request_class",
+    "render_error",
 ]
 
 _log = get_logger("apprun.errors")
@@ -91,6 +92,22 @@ def _locale(request: Request[Any, Any, Any], ctx: RequestContext | None) -> str:
     return translator().negotiate(request.headers.get("accept-language"))
 
 
+def _parts(
+    locale: str,
+    ctx: RequestContext | None,
+    *,
+    code: str,
+    params: dict[str, Any] | None = None,
+    details: Any = None,
+    hint: str | None = None,
+) -> bytes:
+    tr = translator()
+    message = tr.gettext(code, locale, params)
+    if hint is not None and tr.has(hint):
+        hint = tr.gettext(hint, locale, params)
+    return error_body(code, message, ctx, details, hint)
+
+
 def _respond(
     request: Request[Any, Any, Any],
     *,
@@ -102,22 +119,13 @@ def _respond(
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
     ctx = from_scope(request.scope)
-    locale = _locale(request, ctx)
-    tr = translator()
-    message = tr.gettext(code, locale, params)
-    if hint is not None and tr.has(hint):
-        hint = tr.gettext(hint, locale, params)
-    return Response(
-        content=error_body(code, message, ctx, details, hint),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    body = _parts(_locale(request, ctx), ctx, code=code, params=params, details=details, hint=hint)
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
 
 
-def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    if not isinstance(exc, ApiError):  # pragma: no cover - Litestar resolves handlers by type
-        return _unexpected(request, exc)
+def _api_error_parts(
+    exc: ApiError, locale: str, ctx: RequestContext | None
+) -> tuple[int, dict[str, str] | None, bytes]:
     if exc.status >= 500:
         cause = exc.__cause__
         _log.warning(
@@ -126,15 +134,31 @@ def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[byte
             status=exc.status,
             cause=f"{type(cause).__name__}: {cause}" if cause else None,
         )
-    return _respond(
-        request,
-        status=exc.status,
-        code=exc.code,
-        params=exc.params,
-        details=exc.details,
-        hint=exc.hint,
-        headers=exc.headers,
-    )
+    body = _parts(locale, ctx, code=exc.code, params=exc.params, details=exc.details, hint=exc.hint)
+    return exc.status, exc.headers, body
+
+
+def _api_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if not isinstance(exc, ApiError):  # pragma: no cover - Litestar resolves handlers by type
+        return _unexpected(request, exc)
+    ctx = from_scope(request.scope)
+    status, headers, body = _api_error_parts(exc, _locale(request, ctx), ctx)
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
+
+
+def render_error(
+    exc: Exception, ctx: RequestContext, *, method: str, path: str
+) -> tuple[int, dict[str, str] | None, bytes]:
+    """``(status, headers, body)`` of the reply the exception handlers give ``exc`` (for the fast path).
+
+    An `ApiError` as `_api_error` renders it; anything else as `_unexpected`
+    does (logged with its traceback, ``500 internal.error``). The framework's
+    own exceptions never reach it: the fast path does not use the framework.
+    """
+    if isinstance(exc, ApiError):
+        return _api_error_parts(exc, ctx.locale, ctx)
+    _log.error("unhandled_exception", path=path, method=method, exc_info=exc)
+    return 500, None, _parts(ctx.locale, ctx, code="internal.error")
 
 
 def _http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

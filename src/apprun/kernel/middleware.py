@@ -5,8 +5,9 @@ framework errors), does what several middlewares would: request id (accepted
 from ``X-Request-ID`` when well-formed, else generated, always echoed), the
 `RequestContext` with the negotiated locale, the trace span, an early 413 for
 a declared body over the limit, security headers, the Prometheus sample and
-the JSON access-log line. It is written against raw ASGI because it runs on
-every request. `KernelMiddleware.__call__` is the list of those steps, in
+the JSON access-log line; then a module's fast route (``kernel/fastpath.py``)
+or the framework. It is written against raw ASGI because it runs on every
+request. `KernelMiddleware.__call__` is the list of those steps, in
 order; each is a small function or method below.
 """
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
     from opentelemetry.context import Context
 
+    from apprun.kernel.fastpath import FastPath
     from apprun.kernel.runtime import Runtime
 
 __all__ = ["KernelMiddleware", "client_ip", "requested_tenant"]
@@ -218,9 +220,11 @@ def _log_access(scope: HTTPScope, route: str, status: int, duration: float, ctx:
 class KernelMiddleware:
     """Wraps the whole application; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, fast: FastPath | None = None) -> None:
         self.app = app
         self.runtime = runtime
+        #: The modules' fast routes (kernel/fastpath.py), tried before the framework.
+        self.fast = fast
         settings = runtime.settings
         self.max_body = settings.http_max_body_bytes
         self.security_headers = _security_headers(not settings.is_dev)
@@ -262,7 +266,7 @@ class KernelMiddleware:
         return ctx
 
     async def _serve(
-        self, scope: Scope, receive: Receive, reply: _Reply, content_length: bytes | None, ctx: RequestContext
+        self, scope: HTTPScope, receive: Receive, reply: _Reply, content_length: bytes | None, ctx: RequestContext
     ) -> None:
         """The application, or an early 413 for a declared body over the limit; counted as in flight meanwhile."""
         if self.metrics is not None:
@@ -270,6 +274,10 @@ class KernelMiddleware:
         try:
             if content_length is not None and content_length.isdigit() and int(content_length) > self.max_body:
                 await self._reject(PayloadTooLarge(params={"limit": self.max_body}), ctx, reply)
+            elif self.fast is not None and (matched := self.fast.match(scope)) is not None:
+                route, template, params = matched
+                scope["path_template"] = template  # the access log's and the metrics' route, as the router names it
+                await self.fast.serve(scope, ctx, reply, route, params)
             else:
                 await self.app(scope, receive, reply)
         finally:

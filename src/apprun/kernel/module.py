@@ -36,8 +36,9 @@ Its lifecycle, in this order:
    who may see a record's event; auth gives tenancy its user directory). A
    lower module never looks for a higher one: a port whose filler is switched
    off keeps its safe default.
-3. **Mount**: app.py collects `routes`, `middleware`, `dependencies` and
-   `openapi_extenders`; the health checks (`health_checks`) are registered
+3. **Mount**: app.py collects `routes`, `request_layers`, `middleware`,
+   `dependencies`, `fast_routes` and `openapi_extenders`; the health checks
+   (`health_checks`) are registered
    when the module has started. Handlers get services and the request context
    as typed parameters (``Provide``, see `apprun.kernel.http`), never from
    ``app.state``.
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler, Middleware
 
     from apprun.kernel.doctor import DoctorResult
+    from apprun.kernel.fastpath import FastRoute, RequestLayer
     from apprun.kernel.health import CheckFn
     from apprun.kernel.runtime import Runtime
 
@@ -149,8 +151,30 @@ class Module(ABC):
         """Its HTTP handlers and controllers."""
         return ()
 
+    def request_layers(self) -> Sequence[RequestLayer]:
+        """What it does to every routed request before the handler (auth: fill the context with who calls).
+
+        A layer takes the ASGI scope and the request's context, and fills the
+        context or raises an `ApiError`. The kernel runs the layers in module
+        order on both paths: as one middleware on the framework's, directly on
+        the fast path (``kernel/fastpath.py``). Prefer a layer to `middleware`.
+        """
+        return ()
+
     def middleware(self) -> Sequence[Middleware]:
-        """Its Litestar middleware (auth: the authentication that builds the request's context)."""
+        """Its Litestar middleware, for what a request layer cannot do (wrap the reply, say).
+
+        The fast path cannot skip a middleware, so any module declaring one
+        turns the fast path off for the whole application.
+        """
+        return ()
+
+    def fast_routes(self) -> Sequence[FastRoute]:
+        """Hot request lines it serves without the framework, exactly as its handlers would (data: reads).
+
+        See ``kernel/fastpath.py``: a route matches only what it serves
+        identically, and a test should run its requests through both paths.
+        """
         return ()
 
     def dependencies(self) -> Mapping[str, Provide]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from litestar.di import Provide
     from litestar.types import ControllerRouterHandler, Middleware
 
+    from apprun.kernel.fastpath import FastRoute, RequestLayer
     from apprun.kernel.runtime import Hook, Runtime
 
 __all__ = [
@@ -133,6 +134,12 @@ class Assembly:
 
     def middleware(self) -> list[Middleware]:
         return [layer for module in self.modules for layer in module.middleware()]
+
+    def request_layers(self) -> list[RequestLayer]:
+        return [layer for module in self.modules for layer in module.request_layers()]
+
+    def fast_routes(self) -> list[FastRoute]:
+        return [route for module in self.modules for route in module.fast_routes()]
 
     def dependencies(self) -> dict[str, Provide]:
         """The kernel's (``ctx``) and every module's, by parameter name; a name declared twice is a `ConfigError`."""
