@@ -2,9 +2,10 @@
 
 The handlers translate headers and status codes; the grammar, rules and SQL
 live below. Replies to reads are the bytes the database built. The reads
-also run on the kernel's fast path (`DataReadRoute`, ``kernel/fastpath.py``):
-the same functions (`read_rows_reply`, `read_record_reply`) without the
-framework; ``tests/data/test_fast_path.py`` compares both paths byte for byte.
+and inserts also run on the kernel's fast path (`DataFastRoute`,
+``kernel/fastpath.py``): the same functions (`read_rows_reply`,
+`read_record_reply`, `insert_rows_reply`) without the framework;
+``tests/data/test_fast_path.py`` compares both paths byte for byte.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from apprun.data.service import DataService
 from apprun.data.writes import WriteResult
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, ForeignKeyViolation, NotFound, UniqueViolation
-from apprun.kernel.fastpath import FastReply, FastRoute, ScopeHeaders
+from apprun.kernel.fastpath import FastReply, FastRoute, ScopeBody, ScopeHeaders
 from apprun.kernel.http import CtxDep, TextResponse
 
 if TYPE_CHECKING:
-    from litestar.types import HTTPScope
+    from litestar.types import HTTPScope, Receive
 
-__all__ = ["DataReadRoute", "HeaderView", "data_routes"]
+__all__ = ["DataFastRoute", "HeaderView", "data_routes"]
 
 _PATHS = ["/data/{collection:str}", "/rest/v1/{collection:str}"]
 _RECORD_PATHS = ["/data/{collection:str}/{record_id:str}", "/rest/v1/{collection:str}/{record_id:str}"]
@@ -65,17 +66,29 @@ def _prefs(request: Request[Any, Any, Any]) -> Preferences:
     return parse_prefer(request.headers.getall("prefer", []))
 
 
-async def _body(request: Request[Any, Any, Any]) -> Any:
-    media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+class BodySource(Protocol):
+    """Where a write's body comes from: Litestar's request, or the fast path's `ScopeBody`."""
+
+    async def body(self) -> bytes: ...
+
+    async def json(self) -> Any: ...
+
+
+async def _json_body(headers: HeaderView, source: BodySource) -> Any:
+    media = (headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in _JSON_TYPES:
         raise ApiError("data.unsupported_media_type", status=415, params={"type": media[:100]})
-    raw = await request.body()
+    raw = await source.body()
     if not raw.strip():
         raise BadRequest(
             "data.invalid_body", params={"type": "nothing"}, details={"expected": "a JSON object or array"}
         )
     # The kernel's request decodes it: 400 for a body that is not UTF-8, not JSON or nested too deep.
-    return await request.json()
+    return await source.json()
+
+
+async def _body(request: Request[Any, Any, Any]) -> Any:
+    return await _json_body(request.headers, request)
 
 
 @contextmanager
@@ -194,13 +207,10 @@ async def head_rows(
 
 
 # --- writes --------------------------------------------------------------------------------------
-def _write_reply(
-    request: Request[Any, Any, Any],
-    prefs: Preferences,
-    result: WriteResult,
-    *,
-    created: bool,
-) -> Response[str]:
+def _write_reply_parts(
+    headers_in: HeaderView, path: str, prefs: Preferences, result: WriteResult, *, created: bool
+) -> tuple[str, int, str, dict[str, str]]:
+    """A write's reply: body, status, media type and headers (both paths serve this)."""
     returning = prefs.get("return") or "minimal"
     headers = _headers(prefs, "return", "count", "resolution", "missing", "handling")
     if prefs.get("count"):
@@ -208,12 +218,23 @@ def _write_reply(
     else:
         headers["Content-Range"] = content_range(0, result.rows, None)
     if returning == "representation" and result.body is not None:
-        body, media = _render(result.body, result.rows, negotiate(request.headers.get("accept")))
-        return Response(body, status_code=201 if created else 200, media_type=media, headers=headers)
+        body, media = _render(result.body, result.rows, negotiate(headers_in.get("accept")))
+        return body, 201 if created else 200, media, headers
     if returning == "headers-only" and created and len(result.ids) == 1:
-        base = request.url.path.rstrip("/")
+        base = path.rstrip("/")
         headers["Location"] = f"{base}?id=eq.{result.ids[0]}"
-    return Response("", status_code=201 if created else 204, headers=headers)
+    return "", 201 if created else 204, "application/json", headers
+
+
+def _write_reply(
+    request: Request[Any, Any, Any],
+    prefs: Preferences,
+    result: WriteResult,
+    *,
+    created: bool,
+) -> Response[str]:
+    body, status, media, headers = _write_reply_parts(request.headers, request.url.path, prefs, result, created=created)
+    return Response(body, status_code=status, media_type=media, headers=headers)
 
 
 def _returning(prefs: Preferences, query: ReadQuery) -> ReadQuery | None:
@@ -224,15 +245,22 @@ def _expect_one(request: Request[Any, Any, Any], prefs: Preferences) -> bool:
     return prefs.get("return") == "representation" and negotiate(request.headers.get("accept")) == "object"
 
 
-@post(
-    _PATHS, summary="Insert rows (an object or an array, all or nothing); upsert with Prefer: resolution", tags=["data"]
-)
-async def insert_rows(
-    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
-) -> Response[str]:
-    prefs = _prefs(request)
-    query = _query(request)
-    body = _only_columns(await _body(request), query.columns, missing_default=prefs.get("missing") == "default")
+async def insert_rows_reply(
+    headers: HeaderView,
+    raw_query: str,
+    *,
+    path: str,
+    source: BodySource,
+    ctx: RequestContext,
+    data_service: DataService,
+    collection: str,
+) -> tuple[str, int, str, dict[str, str]]:
+    """``POST /data/{collection}``: body, status, media type and headers (both paths serve this)."""
+    prefs = parse_prefer(headers.getall("prefer", []))
+    query = _parse(raw_query)
+    body = _only_columns(
+        await _json_body(headers, source), query.columns, missing_default=prefs.get("missing") == "default"
+    )
     resolution = prefs.get("resolution")
     with _write_errors("write"):
         result = await data_service.writes.create(
@@ -242,9 +270,27 @@ async def insert_rows(
             returning=_returning(prefs, query),
             resolution=resolution,  # type: ignore[arg-type]
             on_conflict=query.on_conflict,
-            expect_one=_expect_one(request, prefs),
+            expect_one=prefs.get("return") == "representation" and negotiate(headers.get("accept")) == "object",
         )
-    return _write_reply(request, prefs, result, created=True)
+    return _write_reply_parts(headers, path, prefs, result, created=True)
+
+
+@post(
+    _PATHS, summary="Insert rows (an object or an array, all or nothing); upsert with Prefer: resolution", tags=["data"]
+)
+async def insert_rows(
+    request: Request[Any, Any, Any], ctx: CtxDep, data_service: DataServiceDep, collection: FromPath[str]
+) -> Response[str]:
+    body, status, media, headers = await insert_rows_reply(
+        request.headers,
+        _raw_query(request),
+        path=request.url.path,
+        source=request,
+        ctx=ctx,
+        data_service=data_service,
+        collection=collection,
+    )
+    return Response(body, status_code=status, media_type=media, headers=headers)
 
 
 def _only_columns(body: Any, columns: tuple[str, ...], *, missing_default: bool) -> Any:
@@ -435,6 +481,7 @@ async def put_record(
 
 
 # --- the reads on the kernel's fast path (kernel/fastpath.py) ------------------------------------
+_FAST_METHODS = frozenset({"GET", "POST"})
 #: Each prefix with the templates the framework's router gives its list and record routes.
 _PREFIXES = (
     ("/data/", "/data/{collection}", "/data/{collection}/{record_id}"),
@@ -442,11 +489,13 @@ _PREFIXES = (
 )
 
 
-class DataReadRoute(FastRoute):
-    """The data API's GETs of rows and of one record."""
+class DataFastRoute(FastRoute):
+    """The data API's hot requests: GETs of rows and of one record, POSTs of rows."""
 
-    def __init__(self, service: DataService) -> None:
+    def __init__(self, service: DataService, *, max_body_bytes: int, max_json_depth: int) -> None:
         self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
 
     @override
     def templates(self) -> frozenset[str]:
@@ -454,7 +503,7 @@ class DataReadRoute(FastRoute):
 
     @override
     def match(self, method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
-        if method != "GET":
+        if method not in _FAST_METHODS:
             return None
         for prefix, rows_template, record_template in _PREFIXES:
             if path.startswith(prefix):
@@ -463,19 +512,32 @@ class DataReadRoute(FastRoute):
                     return None
                 if len(parts) == 1:
                     return rows_template, (parts[0],)
-                if len(parts) == 2:
+                if len(parts) == 2 and method == "GET":
                     return record_template, (parts[0], parts[1])
                 return None
         return None
 
     @override
-    async def serve(self, scope: HTTPScope, ctx: RequestContext, params: tuple[str, ...]) -> FastReply:
+    async def serve(
+        self, scope: HTTPScope, receive: Receive, ctx: RequestContext, params: tuple[str, ...]
+    ) -> FastReply:
         raw_query = scope["query_string"].decode("latin-1")
-        if len(params) == 1:
-            body, status, headers, media = await read_rows_reply(
-                ScopeHeaders(scope["headers"]), raw_query, ctx, self.service, params[0]
+        headers = ScopeHeaders(scope["headers"])
+        if scope["method"] == "POST":
+            source = ScopeBody(receive, max_bytes=self.max_body_bytes, max_depth=self.max_json_depth)
+            body, status, media, out = await insert_rows_reply(
+                headers,
+                raw_query,
+                path=scope["path"],
+                source=source,
+                ctx=ctx,
+                data_service=self.service,
+                collection=params[0],
             )
-            return FastReply(body.encode(), status, media, headers)
+            return FastReply(body.encode(), status, media, out)
+        if len(params) == 1:
+            body, status, out, media = await read_rows_reply(headers, raw_query, ctx, self.service, params[0])
+            return FastReply(body.encode(), status, media, out)
         return FastReply((await read_record_reply(raw_query, ctx, self.service, params[0], params[1])).encode())
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from apprun.data.api import DataReadRoute, data_routes
+from apprun.data.api import DataFastRoute, data_routes
 from apprun.data.collections_api import CollectionsController
 from apprun.data.deps import data_dependencies
 from apprun.data.hooks import Hooks
@@ -53,6 +53,10 @@ class DataModule(Module):
         self.catalog = Catalog(s, runtime.db)
         self.service = DataService(s, runtime.db, self.catalog, rbac, wiring.find(Hooks))
         self.openapi = CollectionsOpenApi(self.catalog)
+        settings = runtime.settings
+        self.fast = DataFastRoute(
+            self.service, max_body_bytes=settings.http_max_body_bytes, max_json_depth=settings.http_max_json_depth
+        )
         #: Who may see a record's event (the events module's `EventVisibility` port).
         self.visibility = RecordVisibility(self.catalog, rbac)
         wiring.provide(self.catalog)
@@ -68,7 +72,7 @@ class DataModule(Module):
 
     @override
     def fast_routes(self) -> Sequence[FastRoute]:
-        return [DataReadRoute(self.service)]
+        return [self.fast]
 
     @override
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:

@@ -145,7 +145,7 @@ class KernelSettings(BaseSettings):
     http_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     http_fast_path: bool = Field(
         True,
-        description="serve the modules' hot requests (data reads) without the framework, with identical replies",
+        description="serve the modules' hot requests (data reads, inserts) without the framework, identically",
     )
     http_public_url: str = Field(
         "http://127.0.0.1:8080", description="apprun's own URL as clients reach it (OAuth callbacks)"

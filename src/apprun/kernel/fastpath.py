@@ -37,11 +37,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware._internal.cors import CORSMiddleware
 from litestar.middleware.compression import CompressionMiddleware
 
 from apprun.kernel.context import RequestContext, from_scope
-from apprun.kernel.http_errors import render_error
+from apprun.kernel.errors import BadRequest
+from apprun.kernel.http_errors import decode_json_body, render_error
 
 if TYPE_CHECKING:
     from litestar.config.compression import CompressionConfig
@@ -54,11 +56,14 @@ __all__ = [
     "FastRoute",
     "RequestLayer",
     "RequestLayers",
+    "ScopeBody",
     "ScopeHeaders",
     "reply_messages",
     "shadowed_routes",
 ]
 
+#: Statuses whose reply has no body, so no type and no length (as Litestar's ``ASGIResponse``).
+_NO_BODY = frozenset({204, 304})
 _PARAM = re.compile(r"\{[^}]*\}")
 
 #: What a module does to every routed request before its handler: fill the request's context from its
@@ -99,13 +104,20 @@ class FastRoute(ABC):
         """
 
     @abstractmethod
-    async def serve(self, scope: HTTPScope, ctx: RequestContext, params: tuple[str, ...]) -> FastReply:
-        """The reply; an `ApiError` (or any exception) becomes the error reply the handler's would."""
+    async def serve(
+        self, scope: HTTPScope, receive: Receive, ctx: RequestContext, params: tuple[str, ...]
+    ) -> FastReply:
+        """The reply; an `ApiError` (or any exception) becomes the error reply the handler's would.
+
+        ``receive`` gives the request's body (read it with `ScopeBody`, as the framework would).
+        """
 
 
 def _encode(reply: FastReply) -> list[tuple[bytes, bytes]]:
     """The headers as Litestar's ``ASGIResponse`` encodes them (its own first, then type and length)."""
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (reply.headers or {}).items()]
+    if reply.status in _NO_BODY or reply.status < 200:
+        return headers
     media = reply.media_type
     if not any(name == b"content-type" for name, _ in headers):
         typed = f"{media}; charset=utf-8" if media.startswith("text/") else media
@@ -174,6 +186,48 @@ class ScopeHeaders:
         return [value.decode("latin-1") for header, value in self._raw if header == name] or default
 
 
+class ScopeBody:
+    """A request's body read from ASGI ``receive`` as the framework's request reads it.
+
+    `body` enforces ``HTTP_MAX_BODY_BYTES`` on the bytes received (Litestar's
+    ``RequestEntityTooLarge``, a 413; a declared ``Content-Length`` over it was
+    refused earlier by the kernel middleware), a client that leaves before the
+    end is ``400 request.incomplete_body``, and `json` decodes with
+    `decode_json_body`, as the kernel's ``JsonRequest`` does.
+    """
+
+    __slots__ = ("_body", "max_bytes", "max_depth", "receive")
+
+    def __init__(self, receive: Receive, *, max_bytes: int, max_depth: int) -> None:
+        self.receive = receive
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self._body: bytes | None = None
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                event = await self.receive()
+                if event["type"] == "http.request":
+                    chunk = event.get("body", b"")
+                    if chunk:
+                        total += len(chunk)
+                        if total > self.max_bytes:
+                            raise RequestEntityTooLarge
+                        chunks.append(chunk)
+                    if not event.get("more_body", False):
+                        break
+                elif event["type"] == "http.disconnect":
+                    raise BadRequest("request.incomplete_body")
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        return decode_json_body(await self.body() or b"null", self.max_depth)
+
+
 class RequestLayers:
     """The modules' request layers as the framework path's one middleware (for HTTP and WebSocket)."""
 
@@ -223,7 +277,14 @@ class FastPath:
         return None
 
     async def serve(
-        self, scope: HTTPScope, ctx: RequestContext, send: Send, route: FastRoute, params: tuple[str, ...]
+        self,
+        scope: HTTPScope,
+        receive: Receive,
+        send: Send,
+        *,
+        ctx: RequestContext,
+        route: FastRoute,
+        params: tuple[str, ...],
     ) -> None:
         """Run the request layers, then the route; errors rendered where the framework renders them."""
         self.served += 1
@@ -239,7 +300,7 @@ class FastPath:
         if self._compression is not None and accept_encoding:
             send = self._compressed(scope, send, accept_encoding)
         try:
-            reply = await route.serve(scope, ctx, params)
+            reply = await route.serve(scope, receive, ctx, params)
         except Exception as exc:  # noqa: BLE001 - rendered as the route's exception handler renders it
             reply = _error(exc, scope, ctx)
         await _send(reply, send)

@@ -151,12 +151,15 @@ def render_error(
 ) -> tuple[int, dict[str, str] | None, bytes]:
     """``(status, headers, body)`` of the reply the exception handlers give ``exc`` (for the fast path).
 
-    An `ApiError` as `_api_error` renders it; anything else as `_unexpected`
-    does (logged with its traceback, ``500 internal.error``). The framework's
-    own exceptions never reach it: the fast path does not use the framework.
+    An `ApiError` as `_api_error` renders it, one of Litestar's
+    ``HTTPException`` (``RequestEntityTooLarge`` from reading a body) as
+    `_http_exception` does, anything else as `_unexpected` does (logged with
+    its traceback, ``500 internal.error``).
     """
     if isinstance(exc, ApiError):
         return _api_error_parts(exc, ctx.locale, ctx)
+    if isinstance(exc, HTTPException):
+        return _http_exception_parts(exc, ctx.locale, ctx, path=path, method=method)
     _log.error("unhandled_exception", path=path, method=method, exc_info=exc)
     return 500, None, _parts(ctx.locale, ctx, code="internal.error")
 
@@ -164,6 +167,16 @@ def render_error(
 def _http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if not isinstance(exc, HTTPException):  # pragma: no cover - Litestar resolves handlers by type
         return _unexpected(request, exc)
+    ctx = from_scope(request.scope)
+    status, headers, body = _http_exception_parts(
+        exc, _locale(request, ctx), ctx, path=request.url.path, method=request.method
+    )
+    return Response(content=body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _http_exception_parts(
+    exc: HTTPException, locale: str, ctx: RequestContext | None, *, path: str, method: str
+) -> tuple[int, dict[str, str], bytes]:
     status = exc.status_code
     headers = dict(exc.headers or {})
     details: Any = None
@@ -178,10 +191,10 @@ def _http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response
         details = exc.detail or None
     elif isinstance(exc, NotFoundException):
         code = "http.not_found"
-        params["path"] = request.url.path
+        params["path"] = path
     elif isinstance(exc, MethodNotAllowedException):
         code = "http.method_not_allowed"
-        params["method"] = request.method
+        params["method"] = method
     elif isinstance(exc, RequestEntityTooLarge):
         code = "http.payload_too_large"
     elif isinstance(exc, NotAuthorizedException):
@@ -194,7 +207,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response
         code = _STATUS_CODES.get(status, "internal.error" if status >= 500 else "request.bad")
     if status >= 500:
         _log.error("framework_error", status=status, exc_info=exc)
-    return _respond(request, status=status, code=code, params=params, details=details, headers=headers)
+    return status, headers, _parts(locale, ctx, code=code, params=params, details=details)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

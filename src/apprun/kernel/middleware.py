@@ -277,7 +277,7 @@ class KernelMiddleware:
             elif self.fast is not None and (matched := self.fast.match(scope)) is not None:
                 route, template, params = matched
                 scope["path_template"] = template  # the access log's and the metrics' route, as the router names it
-                await self.fast.serve(scope, ctx, reply, route, params)
+                await self.fast.serve(scope, receive, reply, ctx=ctx, route=route, params=params)
             else:
                 await self.app(scope, receive, reply)
         finally:
