@@ -192,6 +192,8 @@ class _SQLiteConnection:
         self._deadline = 0.0
         self._after_commit: list[Callable[[], None]] | None = None
         self.tx_state: dict[str, Any] = {}
+        #: Savepoints opened so far (their names are numbered).
+        self._savepoints = 0
         raw.set_progress_handler(self._check_deadline, 10_000)
 
     def _check_deadline(self) -> int:
@@ -260,6 +262,28 @@ class _SQLiteConnection:
             callback()
         else:
             self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        callbacks = self._after_commit
+        if callbacks is None:
+            raise RuntimeError("a savepoint needs a transaction")
+        self._savepoints += 1
+        name = f"apprun_sp{self._savepoints}"
+        kept, state = len(callbacks), dict(self.tx_state)
+        await self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # An interrupted statement (statement timeout) has rolled the whole transaction back already.
+            if self._raw.in_transaction:
+                await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                await self.execute(f"RELEASE SAVEPOINT {name}")
+            del callbacks[kept:]
+            self.tx_state.clear()
+            self.tx_state.update(state)
+            raise
+        await self.execute(f"RELEASE SAVEPOINT {name}")
 
     def close(self) -> None:
         self._raw.close()
