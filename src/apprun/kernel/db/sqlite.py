@@ -170,6 +170,10 @@ async def _to_the_end(statement: Awaitable[Any]) -> Any:
     return task.result()
 
 
+class TransactionLost(DatabaseUnavailable):
+    """SQLite rolled the whole transaction back under a savepoint (an interrupted statement)."""
+
+
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         try:
@@ -274,11 +278,13 @@ class _SQLiteConnection:
         await self.execute(f"SAVEPOINT {name}")
         try:
             yield
-        except BaseException:
-            # An interrupted statement (statement timeout) has rolled the whole transaction back already.
-            if self._raw.in_transaction:
-                await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                await self.execute(f"RELEASE SAVEPOINT {name}")
+        except BaseException as exc:
+            if not self._raw.in_transaction:
+                # An interrupted statement (statement timeout) rolled the whole transaction back: the
+                # caller must not go on as if only the block were undone (it would write in autocommit).
+                raise TransactionLost() from exc
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await self.execute(f"RELEASE SAVEPOINT {name}")
             del callbacks[kept:]
             self.tx_state.clear()
             self.tx_state.update(state)
