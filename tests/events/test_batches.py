@@ -160,8 +160,10 @@ async def test_one_failing_handler_fails_only_its_event_and_is_not_doubled(env: 
     assert [(r["event_id"], r["attempt"]) for r in rows] == [
         (e.id, 2 if e.data["seq"] == 2 else 1) for e in events
     ]  # the failed delivery's insert was rolled back with its savepoint: one row each
-    first = {r["tx"] for r in rows if r["attempt"] == 1}
-    assert len(first) == 1  # the four others committed together, in one transaction
+    if env.nats is None:
+        # The four others committed together, in one transaction. (JetStream may split a batch: the
+        # consumer takes what the server hands over within a few milliseconds, fewer on a busy machine.)
+        assert len({r["tx"] for r in rows if r["attempt"] == 1}) == 1
     assert await env.marks() == 5
     await eventually(lambda: _n(woke, 5), "each commit hook once")
     assert sorted(woke) == sorted(e.id for e in events)  # the failed handler's hook was dropped
@@ -189,7 +191,7 @@ async def test_events_already_processed_in_a_batch_are_acked_without_the_handler
     assert sorted(env.outcomes) == ["duplicate", "ok", "ok", "ok"]
 
 
-async def test_a_copy_of_an_event_in_the_same_batch_is_handled_once(nats_env: Env) -> None:
+async def test_a_copy_of_an_event_is_handled_once(nats_env: Env) -> None:
     # The in-process bus drops a copy at publishing; JetStream keeps one with another message id.
     env = nats_env
     assert env.nats is not None
@@ -208,8 +210,9 @@ async def test_a_copy_of_an_event_in_the_same_batch_is_handled_once(nats_env: En
     await env.runner(bus, registry)
     await eventually(lambda: _n(env.outcomes, 4), "four deliveries settled")
     rows = await env.rows()
+    # Handled once, whether the copy came in the batch of its first (the de-duplication insert of one
+    # batch) or in a later one (the marker committed before).
     assert [r["event_id"] for r in rows] == [e.id for e in events]
-    assert len({r["tx"] for r in rows}) == 1
     assert sorted(env.outcomes) == ["duplicate", "ok", "ok", "ok"]
 
 
