@@ -127,13 +127,21 @@ class Subscriber:
         self._received: list[tuple[float, str]] = []  # (handled at, the event's own time)
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._count = count
 
         @self.registry.subscribe(event_type, name="bench.recorder")
         async def on_event(event: CloudEvent, ctx: HandlerContext) -> None:  # noqa: ARG001 - a subscriber's signature
             with self._lock:
                 self._received.append((time.time(), event.time or ""))
-                if len(self._received) >= count:
+                if len(self._received) >= self._count:
                     self._done.set()
+
+    def restart(self, count: int) -> None:
+        """Record afresh, until ``count`` more events have been handled."""
+        with self._lock:
+            self._received.clear()
+            self._count = count
+            self._done.clear()
 
     @contextlib.asynccontextmanager
     async def serving(self, settings: Settings) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Database]]:
@@ -173,8 +181,17 @@ class Subscriber:
         }
 
 
-async def _records_to_subscriber(settings: Settings, count: int) -> dict[str, float]:
-    """Records created through the data API (bulk POSTs of 100) and their events handled by a subscriber."""
+#: Records per second of the steady run (the issue's "lag P99 < 500 ms at a steady 1,000 events/s"),
+#: and records per bulk POST in it (one every 20 ms).
+EVENTS_RATE = 1000
+_STEADY_BULK = 20
+
+
+async def _records_to_subscriber(settings: Settings, count: int, steady_seconds: float) -> dict[str, float]:
+    """Records created through the data API (bulk POSTs of 100) and their events handled by a subscriber;
+    then, with ``steady_seconds`` > 0, records created at a steady `EVENTS_RATE` per second for that long,
+    and the lag of their events (``steady_*`` figures)."""
+    steady = int(EVENTS_RATE * steady_seconds) // _STEADY_BULK * _STEADY_BULK
     subscriber = Subscriber("apprun.record.created", count)
     async with subscriber.serving(settings) as (client, db):
         admin = {"email": "admin@example.com", "password": "admin-password-1234"}
@@ -195,12 +212,34 @@ async def _records_to_subscriber(settings: Settings, count: int) -> dict[str, fl
         created = time.perf_counter() - start
         await subscriber.wait()
         elapsed = time.perf_counter() - start
-    return {"created_per_s": count / created, **subscriber.figures(elapsed)}
+        result = {"created_per_s": count / created, **subscriber.figures(elapsed)}
+        if steady:
+            subscriber.restart(steady)
+            start = time.perf_counter()
+            interval = _STEADY_BULK / EVENTS_RATE
+            for n, offset in enumerate(range(count, count + steady, _STEADY_BULK)):
+                # On schedule: a POST every `interval`; late ones go at once, so the rate is kept on average.
+                await asyncio.sleep(max(0.0, start + n * interval - time.perf_counter()))
+                rows = [record(i) for i in range(offset, offset + _STEADY_BULK)]
+                reply = await client.post("/data/bench_events", json=rows, headers=auth)
+                assert reply.status_code == 201, reply.text
+            sent = time.perf_counter() - start
+            await subscriber.wait()
+            figures = subscriber.figures(time.perf_counter() - start)
+            result |= {
+                "steady_rate": steady / sent,
+                "steady_lag_p50_ms": figures["lag_p50_ms"],
+                "steady_lag_p99_ms": figures["lag_p99_ms"],
+                "steady_delivered": figures["delivered"],
+                "steady_sent": float(steady),
+            }
+    return result
 
 
-def events(workdir: Path, nats_url: str, count: int) -> dict[str, Any]:
+def events(workdir: Path, nats_url: str, count: int, steady_seconds: float = 0.0) -> dict[str, Any]:
     """Records created through the data API, their events through the outbox, the relay and JetStream to
-    a subscriber (SQLite), against raw JetStream publishes of the same number of messages."""
+    a subscriber (SQLite), against raw JetStream publishes of the same number of messages; then the lag
+    at a steady `EVENTS_RATE` per second for ``steady_seconds``."""
 
     async def run() -> dict[str, Any]:
         raw = await raw_publish(nats_url, count, 600)  # about the size of one record's event
@@ -213,7 +252,7 @@ def events(workdir: Path, nats_url: str, count: int) -> dict[str, Any]:
             log_level="WARNING",
             auth_rate_limit_ip="100000/60",
         )
-        result = await _records_to_subscriber(settings, count)
+        result = await _records_to_subscriber(settings, count, steady_seconds)
         return {"raw_publish_per_s": raw, **result}
 
     workdir.mkdir(parents=True, exist_ok=True)

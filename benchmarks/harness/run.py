@@ -61,12 +61,14 @@ class Mode:
     #: wrk connections for logins. Smoke mode proves the plumbing, not speed: 64 logins hashing at once
     #: on a machine busy with the test suite finish together, after its short run has ended (0 answers).
     login_connections: int = 64
+    #: Seconds of records created at a steady `EVENTS_RATE` per second, for the events' lag at that rate.
+    events_steady_seconds: float = 10.0
 
 
 MODES = {
     "full": Mode("full", 10_000, 4, 2, 2, 500, 30, 5_000, 2.0, 2, (1, 2, 3)),
-    "quick": Mode("quick", 10_000, 2, 1, 0, 500, 5, 500, 1.0, 2, ()),
-    "smoke": Mode("smoke", 100, 1, 1, 0, 50, 2, 50, 0.2, 1, (), login_connections=4),
+    "quick": Mode("quick", 10_000, 2, 1, 0, 500, 5, 500, 1.0, 2, (), events_steady_seconds=3.0),
+    "smoke": Mode("smoke", 100, 1, 1, 0, 50, 2, 50, 0.2, 1, (), login_connections=4, events_steady_seconds=0.5),
 }
 
 
@@ -231,7 +233,9 @@ class Bench:
             console.print(f"[bold]events[/]: {self.mode.events:,} through the outbox and JetStream")
             # A NATS server of its own: the one above holds the systems' streams and consumers.
             with self.engines.running(NatsServer(self.workdir / "nats-events")) as events_nats:
-                self.results["events"] = inprocess.events(self.workdir / "events", events_nats.url, self.mode.events)
+                self.results["events"] = inprocess.events(
+                    self.workdir / "events", events_nats.url, self.mode.events, self.mode.events_steady_seconds
+                )
             console.print(f"  {self.results['events']}")
         return self.results
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ pytestmark = pytest.mark.timeout(60)
 async def _received(bus: NatsBus, spec: ConsumerSpec) -> asyncio.Queue[str]:
     got: asyncio.Queue[str] = asyncio.Queue()
 
-    async def handler(delivery: Delivery) -> None:
-        await got.put(delivery.event.type)
-        await delivery.ack()
+    async def handler(batch: Sequence[Delivery]) -> None:
+        for delivery in batch:
+            await got.put(delivery.event.type)
+            await delivery.ack()
 
     await bus.consume(spec, handler)
     return got

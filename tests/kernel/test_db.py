@@ -282,6 +282,38 @@ async def test_on_commit_runs_after_commit_and_never_on_rollback(db: Database) -
     assert seen == ["committed", "now"]
 
 
+async def test_a_savepoint_rolls_back_only_its_block(db: Database) -> None:
+    from apprun.kernel.errors import UniqueViolation
+
+    seen: list[str] = []
+    async with db.transaction() as conn:
+        await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 60, "before")
+        conn.tx_state["outer"] = True
+        with pytest.raises(UniqueViolation):
+            async with conn.savepoint():
+                await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 61, "undone")
+                conn.on_commit(lambda: seen.append("undone"))
+                conn.tx_state["inner"] = True
+                # A failed statement: on PostgreSQL it aborts the transaction, up to the savepoint.
+                await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 60, "clash")
+        assert conn.tx_state == {"outer": True}
+        async with conn.savepoint():  # savepoints nest; a block that ends normally is kept
+            await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 62, "kept")
+            with pytest.raises(RuntimeError):
+                async with conn.savepoint():
+                    await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 63, "inner undone")
+                    raise RuntimeError("inner")
+            conn.on_commit(lambda: seen.append("kept"))
+        await conn.execute("INSERT INTO t (id, name) VALUES ($1, $2)", 64, "after")
+    assert seen == ["kept"]
+    async with db.read() as conn:
+        rows = await conn.fetch("SELECT id, name FROM t WHERE id >= 60 ORDER BY id")
+        assert [(r["id"], r["name"]) for r in rows] == [(60, "before"), (62, "kept"), (64, "after")]
+        with pytest.raises(RuntimeError):
+            async with conn.savepoint():  # a read has no transaction to save a point in
+                pass
+
+
 async def test_a_failing_commit_hook_does_not_undo_the_commit(db: Database) -> None:
     def boom() -> None:
         raise ValueError("hook")

@@ -4,7 +4,8 @@ Two adapters: `MemoryBus` (one process, the default) and `NatsBus` (NATS
 JetStream). Both give the same semantics to a consumer: each event is
 delivered until it is acked; a nak redelivers it after a delay; the delivery
 count grows with each try; a consumer that gives up calls `term` after
-sending the event to the dead-letter subject. Publishing is idempotent by
+sending the event to the dead-letter subject. Deliveries reach a consumer in
+batches: whatever is waiting, up to ``ConsumerSpec.batch``, in one call. Publishing is idempotent by
 event id within the bus's de-duplication window.
 """
 
@@ -35,6 +36,8 @@ class ConsumerSpec:
     types: tuple[str, ...]
     ack_wait: float = 30.0
     max_deliver: int = 5
+    #: Deliveries handed to the handler at once, at most (fewer when fewer are waiting).
+    batch: int = 100
 
 
 class Delivery(Protocol):
@@ -51,7 +54,9 @@ class Delivery(Protocol):
     async def term(self) -> None: ...
 
 
-Handler = Callable[[Delivery], Awaitable[None]]
+#: Takes the deliveries waiting for a consumer, in the bus's order (at most ``ConsumerSpec.batch``),
+#: and settles each (ack, nak or term); one left unsettled is delivered again after ``ack_wait``.
+Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
 class EventBus(Protocol):

@@ -70,17 +70,21 @@ class _Consumer:
 
     async def run(self) -> None:
         while True:
-            event, attempt = await self.queue.get()
-            delivery = _MemoryDelivery(event=event, attempt=attempt, consumer=self)
+            waiting = [await self.queue.get()]
+            while len(waiting) < self.spec.batch and not self.queue.empty():
+                waiting.append(self.queue.get_nowait())
+            batch = [_MemoryDelivery(event=event, attempt=attempt, consumer=self) for event, attempt in waiting]
             try:
-                async with asyncio.timeout(self.spec.ack_wait):
-                    await self.handler(delivery)
+                # AckWait runs for each delivery; for the batch as a whole, a backstop.
+                async with asyncio.timeout(self.spec.ack_wait * len(batch)):
+                    await self.handler(batch)
             except TimeoutError:
-                _log.warning("ack_wait_exceeded", consumer=self.spec.name, event_id=event.id)
+                _log.warning("ack_wait_exceeded", consumer=self.spec.name, event_id=batch[0].event.id)
             except Exception:  # noqa: BLE001 - a handler bug is a failed delivery, not a dead consumer
-                _log.exception("consumer_crashed", consumer=self.spec.name, event_id=event.id)
-            if not delivery.settled:  # neither acked nor naked in time: redeliver, as AckWait would
-                self.redeliver(event, attempt + 1, 0)
+                _log.exception("consumer_crashed", consumer=self.spec.name, event_id=batch[0].event.id)
+            for delivery in batch:
+                if not delivery.settled:  # neither acked nor naked in time: redeliver, as AckWait would
+                    self.redeliver(delivery.event, delivery.attempt + 1, 0)
 
 
 class MemoryBus:

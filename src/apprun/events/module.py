@@ -89,6 +89,7 @@ class EventsModule(Module):
             self.bus,
             default_ack_wait=s.events_ack_wait,
             default_max_deliver=s.events_max_deliver,
+            batch=s.events_consumer_batch,
             metrics=self.metrics,
         )
         self.events = Events(runtime.db, self.bus, rbac, recheck_every=s.events_stream_recheck_seconds)

@@ -25,6 +25,9 @@ class EventsSettings(KernelSettings):
     events_relay_batch: int = Field(500, ge=1, le=10_000)
     events_ack_wait: float = Field(30.0, gt=0, description="seconds a handler may take before redelivery")
     events_max_deliver: int = Field(5, ge=1, description="deliveries before an event goes to the dead letters")
+    events_consumer_batch: int = Field(
+        100, ge=1, le=1000, description="events a subscriber takes from the bus at once, handled in one transaction"
+    )
     #: Bounded, so a setting cannot let a stream outlive its session by long.
     events_stream_recheck_seconds: float = Field(
         15.0, gt=0, le=300, description="seconds between a live event stream's checks of its session"

@@ -72,6 +72,16 @@ class Connection(Protocol):
         """
         ...
 
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A savepoint in the current transaction, released when the block ends.
+
+        If the block raises, what it wrote is rolled back to the savepoint (and
+        the ``on_commit`` callbacks and ``tx_state`` it added are dropped); the
+        error propagates and the transaction goes on without the block's work.
+        Only inside `Database.transaction`; savepoints nest.
+        """
+        ...
+
 
 class Database(Protocol):
     """A pool of connections to one database."""

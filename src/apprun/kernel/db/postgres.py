@@ -135,12 +135,34 @@ class _PgConnection:
         self._raw = raw
         self._after_commit = after_commit
         self.tx_state: dict[str, Any] = {}
+        #: Savepoints opened so far (their names are numbered).
+        self._savepoints = 0
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         if self._after_commit is None:
             callback()
         else:
             self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        callbacks = self._after_commit
+        if callbacks is None:
+            raise RuntimeError("a savepoint needs a transaction")
+        self._savepoints += 1
+        name = f"apprun_sp{self._savepoints}"
+        kept, state = len(callbacks), dict(self.tx_state)
+        await self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            # Valid in an aborted transaction too; if it fails (the connection is gone), that error is raised.
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+            del callbacks[kept:]
+            self.tx_state.clear()
+            self.tx_state.update(state)
+            raise
+        await self.execute(f"RELEASE SAVEPOINT {name}")
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _call(sql):

@@ -170,6 +170,10 @@ async def _to_the_end(statement: Awaitable[Any]) -> Any:
     return task.result()
 
 
+class TransactionLost(DatabaseUnavailable):
+    """SQLite rolled the whole transaction back under a savepoint (an interrupted statement)."""
+
+
 def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
         try:
@@ -192,6 +196,8 @@ class _SQLiteConnection:
         self._deadline = 0.0
         self._after_commit: list[Callable[[], None]] | None = None
         self.tx_state: dict[str, Any] = {}
+        #: Savepoints opened so far (their names are numbered).
+        self._savepoints = 0
         raw.set_progress_handler(self._check_deadline, 10_000)
 
     def _check_deadline(self) -> int:
@@ -260,6 +266,30 @@ class _SQLiteConnection:
             callback()
         else:
             self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        callbacks = self._after_commit
+        if callbacks is None:
+            raise RuntimeError("a savepoint needs a transaction")
+        self._savepoints += 1
+        name = f"apprun_sp{self._savepoints}"
+        kept, state = len(callbacks), dict(self.tx_state)
+        await self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException as exc:
+            if not self._raw.in_transaction:
+                # An interrupted statement (statement timeout) rolled the whole transaction back: the
+                # caller must not go on as if only the block were undone (it would write in autocommit).
+                raise TransactionLost() from exc
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            await self.execute(f"RELEASE SAVEPOINT {name}")
+            del callbacks[kept:]
+            self.tx_state.clear()
+            self.tx_state.update(state)
+            raise
+        await self.execute(f"RELEASE SAVEPOINT {name}")
 
     def close(self) -> None:
         self._raw.close()
