@@ -143,9 +143,12 @@ async def preflight(settings: KernelSettings, migrations: Sequence[str]) -> None
     try:
         await db.open()
         await wait_for_database(db, settings.db_boot_wait)
-        state = await migrate_or_check(settings, migrations)
-        if state.up_to_date:
-            revision.remember(await revision.stored_revisions(db), state, migrations)
+        await migrate_or_check(settings, migrations)
+        from apprun.kernel.db.migrate import state_of
+
+        # The state of exactly the rows remembered (another instance may have migrated meanwhile).
+        stored = await revision.stored_revisions(db)
+        revision.remember(stored, state_of(stored, migrations), migrations)
     finally:
         await db.close()
 
