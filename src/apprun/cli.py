@@ -158,7 +158,7 @@ def serve(
     from apprun.kernel.logging import configure_logging, logging_dict_config
 
     configure_logging(settings.log_level, settings.log_format)
-    preflight(settings, ctx)
+    preflight(settings, ctx, isolated=True)
     # The banner goes to stderr: stdout carries only JSON log lines.
     err_console.print(
         f"[bold]apprun {__version__}[/] on http://{settings.http_host}:{settings.http_port} "

@@ -37,9 +37,6 @@ from urllib.parse import quote
 
 import httpx
 import jwt
-from authlib.common.security import generate_token
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from apprun.auth.bridges import IdentityMapper, OidcVerifier
 from apprun.auth.service import Auth, Client
@@ -146,6 +143,11 @@ class OAuthLogins:
         return found
 
     async def authorize_url(self, name: str, redirect_to: str | None) -> str:
+        # authlib (~4 MB) loads on the first sign-in through a provider, not in every worker.
+        from authlib.common.security import generate_token
+        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
         provider = self._provider(name)
         self.check_redirect(redirect_to)
         meta = await self._discover(provider)

@@ -85,10 +85,13 @@ def modules_for(ctx: typer.Context, name: str) -> tuple[type[Module], ...]:
     return needed_for(_context(ctx).load_modules(), name)
 
 
-def preflight(settings: KernelSettings, ctx: typer.Context) -> None:
+def preflight(settings: KernelSettings, ctx: typer.Context, *, isolated: bool = False) -> None:
     """Wait for the database and migrate/check the schema once (before serving, or before a command's work).
 
     Every listed module's tables are migrated (``ctx`` gives the module list), not only the command's.
+    ``isolated`` (``apprun serve``): in a forked child process, so that Alembic and SQLAlchemy, which
+    the check imports, never load in the process the workers are forked from; what the child found
+    is left in this process's environment for the workers (``kernel/db/revision.py``).
     """
     from apprun.kernel.modules import migration_locations
     from apprun.kernel.runtime import BootError
@@ -96,7 +99,53 @@ def preflight(settings: KernelSettings, ctx: typer.Context) -> None:
 
     migrations = migration_locations(_context(ctx).load_modules())
     try:
+        if isolated:
+            _in_child(lambda: asyncio.run(check(settings, migrations)), settings)
+            return
         with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
             asyncio.run(check(settings, migrations))
     except BootError as exc:
         fail(str(exc))
+
+
+def _in_child(run: Callable[[], None], settings: KernelSettings) -> None:
+    """``run()`` in a forked child; its `BootError` raised here, the schema state it found copied here.
+
+    Anything else it raises is printed (its traceback) and ends the command, as it would in this process.
+    """
+    import multiprocessing
+    import os
+    import traceback
+
+    from apprun.kernel.db.revision import ENV
+    from apprun.kernel.runtime import BootError
+
+    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            run()
+            sender.send(("ok", os.environ.get(ENV)))
+        except BootError as exc:
+            sender.send(("boot", str(exc)))
+        except BaseException:  # noqa: BLE001 - reported by the parent
+            sender.send(("error", traceback.format_exc()))
+
+    # Forked before the spinner's thread starts.
+    process = multiprocessing.get_context("fork").Process(target=child, name="apprun-preflight")
+    process.start()
+    sender.close()
+    with err_console.status(f"waiting for {settings.database.describe()} …", spinner="dots"):
+        try:
+            outcome, value = receiver.recv()
+        except EOFError:  # it died without a word (killed)
+            process.join()
+            outcome, value = "error", f"the preflight process exited with {process.exitcode} before answering\n"
+        process.join()
+    if outcome == "boot":
+        raise BootError(value)
+    if outcome == "error":
+        err_console.print(value, markup=False, highlight=False, end="")
+        raise typer.Exit(1)
+    if value is not None:
+        os.environ[ENV] = value

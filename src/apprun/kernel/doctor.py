@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from apprun.kernel.config import KernelSettings
 from apprun.kernel.db import create_database
-from apprun.kernel.db.migrate import migration_state
 
 __all__ = ["DoctorResult", "greeting", "run_checks"]
 
@@ -58,6 +57,8 @@ async def _database(settings: KernelSettings, migrations: Sequence[str]) -> Doct
         return DoctorResult(name, False, f"{db.describe()}: {type(cause).__name__}: {cause}", fix)
     finally:
         await db.close()
+    from apprun.kernel.db.migrate import migration_state  # Alembic: only for the check, not in serving workers
+
     try:
         state = await migration_state(settings.database, migrations)
     except Exception as exc:  # noqa: BLE001

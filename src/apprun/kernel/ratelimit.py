@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from redis.exceptions import RedisError
-
 from apprun.kernel.errors import DatabaseUnavailable, StatementTimeout, TooManyRequests
 from apprun.kernel.logging import get_logger
 
@@ -139,6 +137,10 @@ class RedisRateLimiter:
     """
 
     def __init__(self, client: Redis, prefix: str = "apprun:rl:") -> None:
+        # Imported here: the redis package costs every worker ~8 MB, and only a Redis store needs it.
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(self._SCRIPT)
@@ -151,7 +153,7 @@ class RedisRateLimiter:
     async def hit(self, key: str, limit: Limit) -> Verdict:
         try:
             count, ttl = await self._script(keys=[self._prefix + key], args=[limit.seconds])
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             # Fail open: an outage of the limiter's store must not take sign-in down
             # with it. The health check reports Redis DOWN meanwhile.
             _log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
@@ -169,7 +171,7 @@ class RedisRateLimiter:
         pipe.ttl(self._prefix + key)
         try:
             raw, ttl = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             _log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
             return Verdict(allowed=True, remaining=limit.count, retry_after=1)
         count = int(raw or 0)
@@ -182,13 +184,13 @@ class RedisRateLimiter:
     async def reset(self, key: str) -> None:
         try:
             await self._client.delete(self._prefix + key)
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             _log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
 
     async def undo(self, key: str) -> None:
         try:
             await self._undo(keys=[self._prefix + key])
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             _log.warning("rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 
 from apprun import __version__
-from apprun.kernel.db.migrate import state_of
+from apprun.kernel.db import revision
 from apprun.kernel.metrics import CONTENT_TYPE_LATEST
 from apprun.kernel.module import OpenApiExtender
 from apprun.kernel.runtime import Runtime
@@ -57,12 +57,16 @@ def _system_info(modules: Sequence[str]) -> HTTPRouteHandler:
             stored = [row["version_num"] for row in await conn.fetch("SELECT version_num FROM apprun_schema_version")]
         facts = {row["key"]: row["value"] for row in rows}
         # One revision per branch (the kernel's and each module's), as `apprun migrate --status` shows them.
-        revision = state_of(stored, runtime.migrations).current_text
+        schema = revision.state_for(stored, runtime.migrations)
+        if schema is None:  # not the schema `apprun serve` checked: Alembic reads it (imported only then)
+            from apprun.kernel.db.migrate import state_of
+
+            schema = state_of(stored, runtime.migrations)
         return {
             "name": "apprun",
             "version": __version__,
             "env": runtime.settings.apprun_env,
-            "database": {"dialect": runtime.db.dialect, "schema_revision": revision},
+            "database": {"dialect": runtime.db.dialect, "schema_revision": schema.current_text},
             "installed_at": facts.get("installed_at"),
             "instance_id": facts.get("instance_id"),
             "modules": enabled,

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 
 from apprun.kernel import tracing
 from apprun.kernel.config import KernelSettings
-from apprun.kernel.db import Database, create_database
-from apprun.kernel.db.migrate import migration_state, upgrade
+from apprun.kernel.db import Database, create_database, revision
 from apprun.kernel.errors import ApiError
 from apprun.kernel.health import HealthRegistry
 from apprun.kernel.i18n import Translator, translator
@@ -100,32 +99,56 @@ async def wait_for_database(db: Database, boot_wait: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def migrate_or_check(settings: KernelSettings, migrations: Sequence[str]) -> None:
-    """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at heads.
+async def migrate_or_check(
+    settings: KernelSettings, migrations: Sequence[str], db: Database | None = None
+) -> revision.MigrationState:
+    """Migrate (dev, or APPRUN_AUTO_MIGRATE) or refuse a schema that is not at heads; the schema's state.
 
     ``migrations``: the modules' migrations packages (``kernel.modules.migration_locations``).
+    With ``db``, a schema that ``apprun serve`` found at heads before starting
+    this worker, and that is still there, is known with one plain query
+    (`revision.known_state`); otherwise, and always without ``db``, Alembic
+    reads the revisions (imported here, not at start: serving does not need it).
     """
+    if db is not None:
+        known = await revision.known_state(db, migrations)
+        if known is not None:
+            if settings.auto_migrate:
+                _log.info("schema_ready", revision=known.current_text)
+            return known
+    from apprun.kernel.db.migrate import migration_state, upgrade
+
     config = settings.database
     if settings.auto_migrate:
         state = await upgrade(config, migrations)
         _log.info("schema_ready", revision=state.current_text)
-        return
+        return state
     state = await migration_state(config, migrations)
     if not state.up_to_date:
         raise BootError(
             f"the database schema is at revision {state.current_text} but this apprun needs "
             f"{state.heads_text}: run `apprun migrate` (or set APPRUN_AUTO_MIGRATE=true)"
         )
+    return state
 
 
 async def preflight(settings: KernelSettings, migrations: Sequence[str]) -> None:
     """What every worker checks at start, done once before they start, so a
-    broken setup fails with one clear message instead of one per worker."""
+    broken setup fails with one clear message instead of one per worker.
+
+    The schema found at heads is remembered for the workers (`revision.remember`):
+    they then check it with a plain query instead of Alembic.
+    """
     db = create_database(settings)
     try:
         await db.open()
         await wait_for_database(db, settings.db_boot_wait)
         await migrate_or_check(settings, migrations)
+        from apprun.kernel.db.migrate import state_of
+
+        # The state of exactly the rows remembered (another instance may have migrated meanwhile).
+        stored = await revision.stored_revisions(db)
+        revision.remember(stored, state_of(stored, migrations), migrations)
     finally:
         await db.close()
 
@@ -198,7 +221,7 @@ class Runtime:
         await wait_for_database(self.db, self.settings.db_boot_wait)
 
     async def _migrate(self) -> None:
-        await migrate_or_check(self.settings, self.migrations)
+        await migrate_or_check(self.settings, self.migrations, self.db)
 
     async def _record_installation(self) -> None:
         now = datetime.datetime.now(datetime.UTC)

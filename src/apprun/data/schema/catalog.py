@@ -19,28 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
-from apprun.data.schema.ddl import Change, apply_changes, plan_create, plan_drop, render_sql
-from apprun.data.schema.diff import diff
 from apprun.data.schema.model import CollectionDef
 from apprun.data.schema.validation import NOW, validate_value
 from apprun.data.settings import DataSettings
 from apprun.events.outbox import allow_emitting, emit_grant
 from apprun.kernel.db import Database
-from apprun.kernel.db.meta import bump_counter, counter
+from apprun.kernel.db.meta import counter
 from apprun.kernel.errors import ApiError, BadRequest, Conflict, NotFound
-from apprun.kernel.ids import new_id
 from apprun.kernel.logging import get_logger
 from apprun.kernel.times import utcnow
+
+if TYPE_CHECKING:
+    # SQLAlchemy, Alembic and the DDL code load on the first collection change, not in every serving worker.
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from apprun.data.schema.ddl import Change
 
 __all__ = ["ApplyResult", "Catalog", "parse_definition"]
 
@@ -48,7 +49,6 @@ __all__ = ["ApplyResult", "Catalog", "parse_definition"]
 _ROLE_ATTEMPTS = 5
 
 _log = get_logger("apprun.data.schema.catalog")
-_PG_DDL_LOCK = 0x61707072756E04
 #: The kernel's meta counter bumped with every change to the catalog.
 CATALOG_COUNTER = "collections_version"
 
@@ -228,6 +228,9 @@ class Catalog:
     # --- changing ----------------------------------------------------------------
     def _sa_engine(self) -> AsyncEngine:
         if self._engine is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+            from sqlalchemy.pool import NullPool
+
             self._engine = create_async_engine(self.settings.database.sqlalchemy_url, poolclass=NullPool)
         return self._engine
 
@@ -252,6 +255,9 @@ class Catalog:
     async def plan(
         self, collection: CollectionDef, pending: dict[str, CollectionDef] | None = None
     ) -> tuple[str, list[Change], CollectionDef | None]:
+        from apprun.data.schema.ddl import plan_create
+        from apprun.data.schema.diff import diff
+
         current = await self.get(collection.name)
         await self._check_references(collection, pending)
         if current is None:
@@ -276,6 +282,8 @@ class Catalog:
         described = [{"step": c.description, "destructive": c.destructive} for c in changes]
         definition_changed = current is None or _stored(current) != _stored(collection)
         if dry_run:
+            from apprun.data.schema.ddl import render_sql
+
             return ApplyResult(collection.name, operation, described, sql=render_sql(changes, self.dialect))
         if not changes and not definition_changed:
             return ApplyResult(collection.name, "unchanged", [], version=None, applied=False)
@@ -300,6 +308,8 @@ class Catalog:
         ]
         if dependants:
             raise Conflict("data.collection_in_use", params={"name": name}, details={"used_by": sorted(dependants)})
+        from apprun.data.schema.ddl import plan_drop, render_sql
+
         changes = plan_drop(current)
         described = [{"step": c.description, "destructive": c.destructive} for c in changes]
         if dry_run:
@@ -319,26 +329,23 @@ class Catalog:
         *,
         drop: bool = False,
     ) -> int:
-        dialect = self.dialect
+        import sqlalchemy as sa
+
+        from apprun.data.schema.changes import write_change
+
         now = utcnow()
-        stored = _stored(collection)
-
-        def run(conn: sa.Connection) -> int:
-            if dialect == "postgres":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_DDL_LOCK})
-            apply_changes(conn, changes, dialect)
-            version = _next_version(conn, collection.name)
-            ts = now if dialect == "postgres" else now.isoformat(timespec="microseconds")
-            definition = None if drop else stored
-            _store_definition(conn, collection.name, definition, version=version, actor=actor, ts=ts)
-            _record_history(
-                conn, collection.name, definition, version=version, operation=operation, described=described,
-                actor=actor, ts=ts,
-            )  # fmt: skip
-            # Every process compares this counter with the one it loaded (see `_fresh`).
-            bump_counter(conn, CATALOG_COUNTER, now)
-            return version
-
+        run = functools.partial(
+            write_change,
+            dialect=self.dialect,
+            collection=collection.name,
+            changes=changes,
+            definition=None if drop else _stored(collection),
+            operation=operation,
+            described=described,
+            actor=actor,
+            now=now,
+            counter=CATALOG_COUNTER,
+        )
         engine = self._sa_engine()
         try:
             async with engine.begin() as conn:
@@ -373,55 +380,3 @@ class Catalog:
             }
             for r in rows
         ]
-
-
-# --- the catalog's own rows, written in the migration's transaction ------------------------------
-def _next_version(conn: sa.Connection, name: str) -> int:
-    sql = "SELECT coalesce(max(version), 0) FROM apprun_collection_history WHERE collection = :n"
-    return int(conn.execute(sa.text(sql), {"n": name}).scalar_one()) + 1
-
-
-def _store_definition(
-    conn: sa.Connection, name: str, definition: str | None, *, version: int, actor: str | None, ts: Any
-) -> None:
-    """The collection's current definition (``None``: it was dropped)."""
-    if definition is None:
-        conn.execute(sa.text("DELETE FROM apprun_collections WHERE name = :n"), {"n": name})
-        return
-    updated = conn.execute(
-        sa.text(
-            "UPDATE apprun_collections SET definition = :d, version = :v, updated_by = :a, "
-            "updated_at = :t WHERE name = :n"
-        ),
-        {"d": definition, "v": version, "a": actor, "t": ts, "n": name},
-    ).rowcount
-    if not updated:
-        conn.execute(
-            sa.text(
-                "INSERT INTO apprun_collections (name, definition, version, updated_by, created_at, "
-                "updated_at) VALUES (:n, :d, :v, :a, :t, :t)"
-            ),
-            {"n": name, "d": definition, "v": version, "a": actor, "t": ts},
-        )
-
-
-def _record_history(
-    conn: sa.Connection, name: str, definition: str | None, *, version: int, operation: str,
-    described: list[dict[str, Any]], actor: str | None, ts: Any,
-) -> None:  # fmt: skip
-    conn.execute(
-        sa.text(
-            "INSERT INTO apprun_collection_history (id, collection, version, operation, changes, definition, "
-            "applied_by, applied_at) VALUES (:i, :c, :v, :o, :ch, :d, :a, :t)"
-        ),
-        {
-            "i": new_id(),
-            "c": name,
-            "v": version,
-            "o": operation,
-            "ch": json.dumps(described),
-            "d": definition,
-            "a": actor,
-            "t": ts,
-        },
-    )

@@ -9,11 +9,14 @@ modules read and bump their counters through these functions, never by SQL.
 
 from __future__ import annotations
 
-import datetime as dt
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+if TYPE_CHECKING:
+    import datetime as dt
 
-from apprun.kernel.db.port import Connection
+    import sqlalchemy as sa
+
+    from apprun.kernel.db.port import Connection
 
 __all__ = ["bump_counter", "counter"]
 
@@ -28,6 +31,8 @@ def bump_counter(conn: sa.Connection, key: str, at: dt.datetime) -> None:
 
     The first bump creates it at 1.
     """
+    import sqlalchemy as sa  # loaded already: the caller's change runs on SQLAlchemy (serving never bumps)
+
     # SQLite keeps times as ISO text (as the SQLite adapter writes them); the driver's own conversion is deprecated.
     when: dt.datetime | str = at if conn.dialect.name == "postgresql" else at.isoformat(timespec="microseconds")
     bumped = conn.execute(

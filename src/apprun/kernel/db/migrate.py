@@ -31,7 +31,6 @@ import contextlib
 import fcntl
 import functools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from apprun.kernel.config import DatabaseConfig
+from apprun.kernel.db.revision import VERSION_TABLE, MigrationState, locations
 
 __all__ = [
     "LEGACY_HEAD",
@@ -60,38 +60,9 @@ __all__ = [
 
 # An arbitrary constant: "apprun" in ASCII, the key of the migration advisory lock.
 _PG_LOCK_KEY = 0x61707072756E
-VERSION_TABLE = "apprun_schema_version"
 #: The last revision of the legacy linear chain: what the modules' first revisions start from.
 LEGACY_HEAD = "0005"
 _HERE = "apprun.kernel.db"
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationState:
-    """Where the schema is, and where this code needs it.
-
-    ``current`` is the newest applied revision of each branch, in branch
-    order (a database from before the branches: its legacy revision, like
-    ``("0004",)``); ``heads`` is each branch's newest revision in this code.
-    """
-
-    current: tuple[str, ...]
-    heads: tuple[str, ...]
-    up_to_date: bool
-
-    @property
-    def current_text(self) -> str:
-        """``current`` for people: ``"kernel_0001, rbac_0001, …"`` or ``"(empty)"``."""
-        return ", ".join(self.current) or "(empty)"
-
-    @property
-    def heads_text(self) -> str:
-        return ", ".join(self.heads)
-
-
-def _location(package: str) -> str:
-    """A migrations package's directory (Alembic reads the revision files from disk)."""
-    return str(resources.files(package))
 
 
 def _config(version_locations: Iterable[str], db: DatabaseConfig | None) -> Config:
@@ -104,18 +75,13 @@ def _config(version_locations: Iterable[str], db: DatabaseConfig | None) -> Conf
     return cfg
 
 
-def _locations(migrations: Iterable[str]) -> list[str]:
-    kernel = str(resources.files(_HERE) / "migrations" / "versions")
-    return [kernel, *(_location(package) for package in migrations)]
-
-
 def _legacy_location() -> list[str]:
     return [str(resources.files(_HERE) / "migrations" / "legacy")]
 
 
 def alembic_config(db: DatabaseConfig, migrations: Sequence[str]) -> Config:
     """Alembic's configuration: the kernel's branch, then one per package in ``migrations``."""
-    return _config(_locations(migrations), db)
+    return _config(locations(migrations), db)
 
 
 def legacy_config(db: DatabaseConfig) -> Config:
@@ -126,7 +92,7 @@ def legacy_config(db: DatabaseConfig) -> Config:
 @functools.cache
 def _script(migrations: tuple[str, ...]) -> ScriptDirectory:
     """The revisions (read once per process: they do not change while it runs)."""
-    return ScriptDirectory.from_config(_config(_locations(migrations), None))
+    return ScriptDirectory.from_config(_config(locations(migrations), None))
 
 
 @functools.cache
