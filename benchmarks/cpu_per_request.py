@@ -11,6 +11,7 @@ comparing medians; ``--profile FILE`` writes a cProfile of the measured
 requests (``python -m pstats FILE``).
 
     python -m benchmarks.cpu_per_request view 3000
+    python -m benchmarks.cpu_per_request list_auth 3000 --postgres   # a throw-away database on 127.0.0.1:5432
 """
 
 from __future__ import annotations
@@ -115,14 +116,47 @@ def _requests(token: str, row_id: str) -> dict[str, tuple[str, str, bytes, list[
     }  # fmt: skip
 
 
-async def measure(workload: str, n: int, profile: Path | None) -> dict[str, Any]:
+#: The PostgreSQL server ``--postgres`` creates its throw-away database on (trust auth, as on these machines).
+_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.asynccontextmanager
+async def _database(work: Path, postgres: bool) -> Any:
+    """A SQLite file in ``work``, or a throw-away PostgreSQL database (dropped afterwards)."""
+    if not postgres:
+        yield f"sqlite:///{work / 'apprun.db'}"
+        return
+    import asyncpg
+
+    name = f"apprun_cpu_{os.getpid()}"
+    conn = await asyncpg.connect(_PG_ADMIN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield _PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        conn = await asyncpg.connect(_PG_ADMIN)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def measure(workload: str, n: int, profile: Path | None, *, postgres: bool = False) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="apprun-cpu-"))
+    async with _database(work, postgres) as url:
+        return await _measure(workload, n, profile, work, url)
+
+
+async def _measure(workload: str, n: int, profile: Path | None, work: Path, url: str) -> dict[str, Any]:
     settings = Settings(
         _env_file=None,
         apprun_env="prod",
         apprun_data_dir=work,
         jwt_secret="x" * 64,
-        database_url=f"sqlite:///{work / 'apprun.db'}",
+        database_url=url,
         mail_backend="none",
         auth_rate_limit_ip="100000000/60",
         apprun_auto_migrate=True,
@@ -176,7 +210,13 @@ async def measure(workload: str, n: int, profile: Path | None) -> dict[str, Any]
         failed = [s for s in statuses if s >= 300]
         if failed:
             raise RuntimeError(f"{len(failed)} of {n} requests failed (status {failed[0]})")
-    return {"workload": workload, "requests": n, "us_cpu": round(cpu / n * 1e6, 1), "us_wall": round(wall / n * 1e6, 1)}
+    return {
+        "workload": workload,
+        "database": url.split(":", 1)[0],
+        "requests": n,
+        "us_cpu": round(cpu / n * 1e6, 1),
+        "us_wall": round(wall / n * 1e6, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workload", choices=WORKLOADS)
     parser.add_argument("n", type=int, nargs="?", default=2000)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured requests here")
+    parser.add_argument("--postgres", action="store_true", help="on a throw-away database on 127.0.0.1:5432")
     args = parser.parse_args(argv)
     for name in list(os.environ):
         if name.startswith(("APPRUN_", "DB_", "DATABASE_", "HTTP_", "AUTH_", "PUBSUB_")):
             del os.environ[name]
     # Log lines (the access log included) are written, as in production, but not kept.
     with contextlib.redirect_stdout(io.StringIO()) as sink:
-        result = asyncio.run(measure(args.workload, args.n, args.profile))
+        result = asyncio.run(measure(args.workload, args.n, args.profile, postgres=args.postgres))
     del sink
     print(json.dumps(result))
     return 0
