@@ -355,3 +355,28 @@ async def test_two_processes_group_commit_into_one_file(db: SQLiteDatabase) -> N
         assert 1 <= report["commits"] <= 300
     ids = await _ids(db)
     assert ids == [*range(1000, 1300), *range(2000, 2300)]
+
+
+async def test_a_transaction_cancelled_while_its_begin_waits_on_a_thread(make_settings: Any, tmp_path: Path) -> None:
+    # With statements on threads, BEGIN IMMEDIATE waits there for another process's lock; the task is
+    # cancelled meanwhile, and the BEGIN goes through once the lock is free. Nobody owns that transaction.
+    db = await _open(make_settings, tmp_path / "g.db", db_sqlite_inline_ms=0)
+    other = sqlite3.connect(db.path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(_transaction(db, _insert(1)))
+
+        async def writer_taken() -> bool:
+            return db._busy
+
+        await eventually(writer_taken, "the transaction to take the writer")
+        await asyncio.sleep(0)  # one more turn of the loop: BEGIN has gone to a thread
+        task.cancel()
+        other.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 20)
+        await _transaction(db, _insert(2))
+        assert await _ids(db) == [2]
+    finally:
+        other.close()
+        await db.close()

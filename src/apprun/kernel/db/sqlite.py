@@ -31,6 +31,25 @@ to none). A long write statement (a mass update) therefore holds the
 worker's loop while it runs, under the statement timeout;
 ``DB_SQLITE_INLINE_MS=0`` sends every statement, BEGIN and COMMIT to a
 thread, and leaves checkpoints to SQLite.
+
+Group commit. The writer is taken in turns, in arrival order; a turn runs
+one ``transaction()`` body. The first turn opens a SQLite transaction (BEGIN
+IMMEDIATE) for a *group*; when its body ends and other transactions wait for
+the writer, it leaves the transaction open and hands the writer on, and the
+next body runs inside it in a ``SAVEPOINT apprun_member`` of its own. The turn
+that ends with nobody waiting (or with the group at ``DB_SQLITE_GROUP_MAX``
+members, or open for ``DB_SQLITE_GROUP_MAX_MS``) COMMITs for all, then runs
+every member's ``on_commit`` callbacks; each member's ``async with`` is left
+only after that COMMIT. A failed member is rolled back to its savepoint (the
+first member, having none, rolls back the transaction, which holds only its
+writes). If SQLite itself rolled the whole transaction back (an interrupt, a
+full disk), or COMMIT failed, the members waiting are told ``db.busy``. A
+member cancelled while it waits for the commit still has its writes
+committed; a turn handed to a task that no longer wants it is handed on, and
+a group left with nobody to commit it is committed by a task of its own. The
+gain is between processes: a worker that waited for the lock commits, in one
+go, every write that queued meanwhile. ``CHECKPOINT_EVERY`` counts COMMITs.
+``DB_SQLITE_GROUP_COMMIT=false`` makes every group one member long.
 """
 
 from __future__ import annotations
@@ -79,7 +98,7 @@ sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 T = TypeVar("T")
 _log = get_logger("apprun.db")
 
-#: Commits between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
+#: COMMITs (of groups) between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
 CHECKPOINT_EVERY = 500
 #: The first and the longest sleep between two tries of ``BEGIN IMMEDIATE`` while another process writes.
 _BEGIN_FIRST_WAIT = 0.0002
@@ -449,10 +468,17 @@ class SQLiteDatabase:
         deferred = False
         try:
             if group is None:
-                if inline:
-                    await self._begin(conn)
-                else:  # taking the lock may wait for another process (busy timeout): on a thread
-                    await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    if inline:
+                        await self._begin(conn)
+                    else:  # taking the lock may wait for another process (busy timeout): on a thread
+                        await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+                except BaseException:
+                    # A BEGIN that went through on its thread while this task was cancelled: the next
+                    # turn must find the connection outside a transaction.
+                    if conn._raw.in_transaction:
+                        await _to_the_end(conn.execute("ROLLBACK"))
+                    raise
                 group = self._group = _Group(asyncio.get_running_loop())
                 savepoint = False  # the first member's failure rolls back the whole transaction: its own
             else:
