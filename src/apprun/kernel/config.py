@@ -171,6 +171,13 @@ class KernelSettings(BaseSettings):
         le=1000,
         description="ms a SQLite read may run on the event loop before moving to a thread; 0 = all on threads",
     )
+    db_sqlite_group_commit: bool = Field(
+        True, description="concurrent SQLite writes in one worker share one transaction and one COMMIT"
+    )
+    db_sqlite_group_max: int = Field(64, ge=1, description="most transactions one SQLite group commit takes")
+    db_sqlite_group_max_ms: float = Field(
+        10.0, gt=0, description="ms a SQLite group commit stays open for more members once started"
+    )
     db_boot_wait: float = Field(10.0, ge=0, description="seconds to wait for the database at start")
     db_strict_checkout: bool = Field(
         False, description="refuse (not just log) a PostgreSQL checkout by a task already holding a connection"

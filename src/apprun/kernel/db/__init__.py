@@ -26,6 +26,9 @@ def create_database(settings: KernelSettings) -> Database:
             busy_timeout=settings.db_sqlite_busy_timeout,
             statement_timeout=settings.db_statement_timeout,
             inline_budget=settings.db_sqlite_inline_ms / 1000,
+            group_commit=settings.db_sqlite_group_commit,
+            group_max_members=settings.db_sqlite_group_max,
+            group_max_wait=settings.db_sqlite_group_max_ms / 1000,
         )
     from apprun.kernel.db.postgres import PostgresDatabase
 

@@ -31,11 +31,31 @@ to none). A long write statement (a mass update) therefore holds the
 worker's loop while it runs, under the statement timeout;
 ``DB_SQLITE_INLINE_MS=0`` sends every statement, BEGIN and COMMIT to a
 thread, and leaves checkpoints to SQLite.
+
+Group commit. The writer is taken in turns, in arrival order; a turn runs
+one ``transaction()`` body. The first turn opens a SQLite transaction (BEGIN
+IMMEDIATE) for a *group*; when its body ends and other transactions wait for
+the writer, it leaves the transaction open and hands the writer on, and the
+next body runs inside it in a ``SAVEPOINT apprun_member`` of its own. The turn
+that ends with nobody waiting (or with the group at ``DB_SQLITE_GROUP_MAX``
+members, or open for ``DB_SQLITE_GROUP_MAX_MS``) COMMITs for all, then runs
+every member's ``on_commit`` callbacks; each member's ``async with`` is left
+only after that COMMIT. A failed member is rolled back to its savepoint (the
+first member, having none, rolls back the transaction, which holds only its
+writes). If SQLite itself rolled the whole transaction back (an interrupt, a
+full disk), or COMMIT failed, the members waiting are told ``db.busy``. A
+member cancelled while it waits for the commit still has its writes
+committed; a turn handed to a task that no longer wants it is handed on, and
+a group left with nobody to commit it is committed by a task of its own. The
+gain is between processes: a worker that waited for the lock commits, in one
+go, every write that queued meanwhile. ``CHECKPOINT_EVERY`` counts COMMITs.
+``DB_SQLITE_GROUP_COMMIT=false`` makes every group one member long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import functools
 import re
@@ -78,7 +98,7 @@ sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
 T = TypeVar("T")
 _log = get_logger("apprun.db")
 
-#: Commits between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
+#: COMMITs (of groups) between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
 CHECKPOINT_EVERY = 500
 #: The first and the longest sleep between two tries of ``BEGIN IMMEDIATE`` while another process writes.
 _BEGIN_FIRST_WAIT = 0.0002
@@ -146,15 +166,17 @@ def _regexp(pattern: str | None, value: Any) -> int | None:
         raise sqlite3.OperationalError("apprun_regexp: invalid pattern") from None
 
 
-async def _to_the_end(statement: Awaitable[Any]) -> Any:
+async def _settle(statement: Awaitable[T]) -> tuple[T | None, BaseException | None, bool]:
     """Await ``statement`` until it has finished, even if this task is cancelled meanwhile.
 
     A statement handed to a thread runs to its end whatever happens to the
     task that awaits it. If the task stopped waiting (a cancellation), the
-    writer lock would be released while BEGIN or COMMIT still runs, and the
-    next holder would find the connection inside a transaction nobody owns
-    ("cannot start a transaction within a transaction"). So the wait goes on,
-    and the cancellation is raised once the statement is done.
+    writer would be handed on while BEGIN or COMMIT still runs, and the next
+    holder would find the connection inside a transaction nobody owns
+    ("cannot start a transaction within a transaction"). So the wait goes on.
+    Returns ``(result, error, cancelled)``: what the statement gave, and whether
+    the task was cancelled while it ran (the caller raises that once it has
+    dealt with the outcome).
     """
     task = asyncio.ensure_future(statement)
     cancelled = False
@@ -163,11 +185,19 @@ async def _to_the_end(statement: Awaitable[Any]) -> Any:
             await asyncio.wait({task})  # never cancels the statement, never raises its error
         except asyncio.CancelledError:
             cancelled = True
+    if task.cancelled():
+        return None, asyncio.CancelledError(), cancelled
+    return (None, task.exception(), cancelled) if task.exception() is not None else (task.result(), None, cancelled)
+
+
+async def _to_the_end(statement: Awaitable[T]) -> T:
+    """`_settle` for a caller with nothing to do in between: the statement's error, or the cancellation, is raised."""
+    result, error, cancelled = await _settle(statement)
     if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved; the cancellation is what the caller is told
         raise asyncio.CancelledError
-    return task.result()
+    if error is not None:
+        raise error
+    return cast(T, result)
 
 
 class TransactionLost(DatabaseUnavailable):
@@ -180,6 +210,21 @@ def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
             callback()
         except Exception:  # noqa: BLE001 - the commit stands; a failing hook must not undo the reply
             _log.exception("on_commit_failed")
+
+
+class _Group:
+    """Transactions of one worker sharing one SQLite transaction, and so one COMMIT."""
+
+    __slots__ = ("callbacks", "done", "error", "members", "opened")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        #: Members whose writes are in the transaction, and their ``on_commit`` callbacks in order.
+        self.members = 0
+        self.callbacks: list[Callable[[], None]] = []
+        #: Set once the transaction has committed or been rolled back (then ``error`` says why).
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.error: BaseException | None = None
+        self.opened = time.monotonic()
 
 
 class _SQLiteConnection:
@@ -309,6 +354,9 @@ class SQLiteDatabase:
         busy_timeout: float = 5.0,
         statement_timeout: float = 15.0,
         inline_budget: float = 0.005,
+        group_commit: bool = True,
+        group_max_members: int = 64,
+        group_max_wait: float = 0.01,
     ) -> None:
         self.path = path
         self.pool_size = pool_size
@@ -323,13 +371,24 @@ class SQLiteDatabase:
         self._idle: asyncio.LifoQueue[_SQLiteConnection] = asyncio.LifoQueue()
         self._readers: list[_SQLiteConnection] = []
         self._writer: _SQLiteConnection | None = None
-        self._write_lock = asyncio.Lock()
+        #: Group commit: the writer's turn (held by one transaction at a time, handed on in arrival
+        #: order), the transactions waiting for it, and the group whose SQLite transaction is open.
+        self.group_max_members = group_max_members if group_commit else 1
+        self.group_max_wait = group_max_wait
+        self._busy = False
+        self._turns: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._queued = 0
+        self._group: _Group | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._grow_lock = asyncio.Lock()
         self._waiting = 0
         self._closed = False
         #: Tries of BEGIN IMMEDIATE that found another process writing, and checkpoints done (for tests).
         self.begin_waits = 0
         self.checkpoints = 0
+        #: COMMITs done, and the transactions (members) they committed (for tests and benchmarks).
+        self.commits = 0
+        self.committed_members = 0
         #: Commits since the last checkpoint, and the checkpoint under way (on the pool), if any.
         self._commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
@@ -378,6 +437,9 @@ class SQLiteDatabase:
 
     async def close(self) -> None:
         self._closed = True
+        if self._group is not None:  # members waiting for a commit that will not come
+            group, self._group = self._group, None
+            self._fail(group, DatabaseUnavailable())
         conns = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers.clear()
         self._writer = None
@@ -421,55 +483,180 @@ class SQLiteDatabase:
 
     @asynccontextmanager
     async def transaction(self, local: Mapping[str, str] | None = None) -> AsyncIterator[Connection]:
+        """One member of a group commit (see the module's docstring): its own savepoint in the
+        worker's open SQLite transaction, or ``BEGIN IMMEDIATE`` if none is open; it leaves once
+        the transaction holding its writes has committed."""
         if local:
             raise ValueError("SQLite has no transaction-local settings")
         if self._writer is None:
             raise DatabaseUnavailable()
-        self._waiting += 1
-        try:
-            async with asyncio.timeout(self.pool_timeout):
-                await self._write_lock.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable(code="db.pool_exhausted") from None
-        finally:
-            self._waiting -= 1
+        await self._take_turn()
         conn = self._writer
-        callbacks: list[Callable[[], None]] = []
         inline = self.inline_budget > 0
+        callbacks: list[Callable[[], None]] = []
+        group = self._group
+        deferred = False
         try:
-            if inline:
-                await self._begin(conn)
-            else:  # taking the lock may wait for another process (busy timeout): on a thread
-                await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
-            conn._after_commit = callbacks
-            conn.tx_state = {}
+            if group is None:
+                try:
+                    if inline:
+                        await self._begin(conn)
+                    else:  # taking the lock may wait for another process (busy timeout): on a thread
+                        await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+                except BaseException:
+                    # A BEGIN that went through on its thread while this task was cancelled: the next
+                    # turn must find the connection outside a transaction.
+                    if conn._raw.in_transaction:
+                        await _to_the_end(conn.execute("ROLLBACK"))
+                    raise
+                group = self._group = _Group(asyncio.get_running_loop())
+                savepoint = False  # the first member's failure rolls back the whole transaction: its own
+            else:
+                savepoint = True
             # Holding the only write lock, statements cannot wait on anyone: they run on the loop.
             conn._holds_lock = inline
+            if savepoint:
+                await self._statement(conn, "SAVEPOINT apprun_member")
+            conn._after_commit = callbacks
+            conn.tx_state = {}
             try:
                 yield conn
-            except BaseException:
                 conn._after_commit = None
-                # An interrupted statement (statement timeout) has already rolled the transaction back.
-                if conn._raw.in_transaction:
-                    await _to_the_end(conn.execute("ROLLBACK"))
+                if savepoint:
+                    await self._statement(conn, "RELEASE apprun_member")
+            except BaseException as exc:
+                conn._after_commit = None
+                await self._undo(conn, group, savepoint, exc)
                 raise
-            conn._after_commit = None
-            # WAL, synchronous=NORMAL and no auto-checkpoint: COMMIT appends to the log, no fsync.
-            commit = conn.execute("COMMIT")
-            await (commit if inline else _to_the_end(commit))
+            group.members += 1
+            group.callbacks += callbacks
+            deferred = self._queued > 0 and self._group_is_open(group)
+            if not deferred:
+                await self._commit(conn, group)
         finally:
             conn._after_commit = None
             conn._holds_lock = False
+            self._pass_turn()
+        if deferred:
+            # Its writes are in the group's transaction: a cancellation here stops the wait, not the commit.
+            await asyncio.shield(group.done)
+            if group.error is not None:
+                raise DatabaseUnavailable(code="db.busy") from group.error
+
+    def _group_is_open(self, group: _Group) -> bool:
+        """Whether the group may take one more member (it commits otherwise)."""
+        return group.members < self.group_max_members and time.monotonic() - group.opened < self.group_max_wait
+
+    async def _take_turn(self) -> None:
+        """Wait until the writer is free for this transaction's statements (in arrival order)."""
+        if not self._busy:
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.append(turn)
+        self._queued += 1
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self.pool_timeout):
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()  # handed over just as this task gave up: hand it on
+            else:
+                turn.cancel()
+                self._queued -= 1
+            if isinstance(exc, TimeoutError):
+                raise DatabaseUnavailable(code="db.pool_exhausted") from None
+            raise
+        finally:
+            self._waiting -= 1
+
+    def _pass_turn(self) -> None:
+        """Hand the writer to the next transaction waiting; if none is, commit a group left open."""
+        while self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():
+                self._queued -= 1
+                turn.set_result(None)
+                return
+        group = self._group
+        if group is None:
+            self._busy = False
+        elif self._closed:
+            self._group = None
+            self._fail(group, DatabaseUnavailable())
+            self._busy = False
+        else:
+            # The member that would have joined gave up (cancelled, timed out): members wait for this commit.
+            self._closer = asyncio.get_running_loop().create_task(self._commit_left_open(group))
+
+    async def _commit_left_open(self, group: _Group) -> None:
+        try:
+            assert self._writer is not None  # noqa: S101 - a group is only open while the writer is
+            await self._commit(self._writer, group)
+        except Exception:  # noqa: BLE001 - the members waiting are told (db.busy); nobody else to tell
+            _log.warning("sqlite_group_commit_failed", exc_info=True)
+        finally:
+            self._closer = None
+            self._pass_turn()
+
+    async def _statement(self, conn: _SQLiteConnection, sql: str) -> None:
+        """One statement of the transaction's own bookkeeping (savepoints, ROLLBACK), run to its end."""
+        await (conn.execute(sql) if conn._holds_lock else _to_the_end(conn.execute(sql)))
+
+    async def _undo(self, conn: _SQLiteConnection, group: _Group, savepoint: bool, cause: BaseException) -> None:
+        """Undo a failed member: back to its savepoint, or, for the group's first member, the whole transaction.
+
+        An error may have rolled the whole transaction back already (SQLite does on an interrupt,
+        a full disk or an I/O error): then every member waiting for the group's commit fails too.
+        """
+        if savepoint and conn._raw.in_transaction:
             try:
-                # Whatever happened (a cancelled BEGIN that went through on its thread, a failed
-                # COMMIT), the next holder of the lock must find the connection outside a transaction.
+                await self._statement(conn, "ROLLBACK TO apprun_member")
+                await self._statement(conn, "RELEASE apprun_member")
+                return
+            except Exception as exc:  # noqa: BLE001 - undone below with the whole group
+                cause = exc
+        self._group = None
+        try:
+            if conn._raw.in_transaction:
+                await _to_the_end(conn.execute("ROLLBACK"))
+        finally:
+            self._fail(group, cause)
+
+    def _fail(self, group: _Group, cause: BaseException) -> None:
+        """Nothing of ``group`` committed: its members waiting for the commit get 503 ``db.busy``."""
+        group.error = cause
+        group.done.set_result(None)
+
+    async def _commit(self, conn: _SQLiteConnection, group: _Group) -> None:
+        """COMMIT ``group``'s transaction, let its members go, and run their ``on_commit`` callbacks."""
+        self._group = None
+        # WAL, synchronous=NORMAL and no auto-checkpoint: COMMIT appends to the log, no fsync.
+        if conn._holds_lock:
+            try:
+                await conn.execute("COMMIT")
+                error: BaseException | None = None
+            except Exception as exc:  # noqa: BLE001 - raised below, once the members are told
+                error = exc
+            cancelled = False
+        else:
+            _, error, cancelled = await _settle(conn.execute("COMMIT"))
+        if error is not None:
+            try:
                 if conn._raw.in_transaction:
                     await _to_the_end(conn.execute("ROLLBACK"))
             finally:
-                self._write_lock.release()
-        if inline:
+                self._fail(group, error)
+            raise error
+        group.done.set_result(None)
+        self.commits += 1
+        self.committed_members += group.members
+        if self.inline_budget > 0:
             self._committed()
-        _run_callbacks(callbacks)
+        _run_callbacks(group.callbacks)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _begin(self, conn: _SQLiteConnection) -> None:
         """``BEGIN IMMEDIATE`` on the loop: tried without waiting, again after short sleeps while
@@ -529,7 +716,7 @@ class SQLiteDatabase:
         readers = len(self._readers)
         return PoolStats(
             size=readers + (1 if self._writer else 0),
-            idle=self._idle.qsize() + (0 if self._write_lock.locked() or not self._writer else 1),
+            idle=self._idle.qsize() + (0 if self._busy or not self._writer else 1),
             max=self.pool_size + 1,
             waiting=self._waiting,
         )
