@@ -25,6 +25,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app, wiring_of
+from apprun.events import webhook_delivery
 from apprun.events.webhooks import Webhooks
 from apprun.kernel.db import Database, create_database
 from apprun.kernel.times import to_datetime
@@ -638,3 +639,35 @@ async def test_an_event_seen_again_makes_no_second_delivery(
         assert sorted(r.path for r in receiver.of_event(event_id)) == ["/x", "/y"]
     finally:
         await db.close()
+
+
+async def test_a_webhook_made_after_its_tenant_had_none_gets_the_next_event_at_once(
+    launch: Callable[..., Awaitable[Env]], receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer keeps, per tenant, whether it has an active webhook; a change made through this
+    process is seen by the very next event, however long the answer it kept would still be good for."""
+    monkeypatch.setattr(webhook_delivery, "ACTIVE_TTL", 3600.0)
+    env = await launch()
+    client, owner = env.client, await register(env.client)
+    h = bearer(owner)
+
+    async def all_handled() -> bool:
+        # Every event the outbox holds has been through the consumer: skipped, or made deliveries.
+        text = (await client.get("/metrics")).text
+        handled = _counter(text, CONSUMER, "skipped") + _counter(text, CONSUMER, "ok")
+        return handled >= await count(env.db, "SELECT count(*) FROM apprun_event_outbox")
+
+    unseen = await publish(client, owner)
+    await eventually(all_handled, "the event with no webhook to go to, skipped")
+    hook = await create_webhook(client, owner, receiver.url("/late"))
+    seen = await publish(client, owner)
+    await delivery_of(client, owner, hook["id"], seen, "succeeded")
+    # Switched off and on again: each change is seen at once too.
+    assert (await client.patch(f"{WEBHOOKS}/{hook['id']}", json={"active": False}, headers=h)).status_code == 200
+    held = await publish(client, owner)
+    await eventually(all_handled, "the event for a switched-off webhook, skipped")
+    assert (await client.patch(f"{WEBHOOKS}/{hook['id']}", json={"active": True}, headers=h)).status_code == 200
+    again = await publish(client, owner)
+    await delivery_of(client, owner, hook["id"], again, "succeeded")
+    assert await delivery_rows(env.db, unseen) == []
+    assert await delivery_rows(env.db, held) == []

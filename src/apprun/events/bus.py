@@ -13,12 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from apprun.events.envelope import CloudEvent
 from apprun.kernel.errors import ServiceUnavailable
 
-__all__ = ["BusUnavailable", "ConsumerSpec", "Delivery", "EventBus", "Handler"]
+__all__ = ["BusUnavailable", "ConsumerSpec", "Delivery", "EventBus", "Handler", "StoredEvent"]
+
+
+class StoredEvent(NamedTuple):
+    """An event as the outbox holds it: the encoded CloudEvent, with the columns a bus routes it by.
+
+    ``id``, ``tenant_id`` and ``type`` are the event's own ``id``, ``tenantid``
+    and ``type`` (`apprun.events.outbox.emit` writes them from the event).
+    """
+
+    id: str
+    tenant_id: str | None
+    type: str
+    #: `apprun.events.envelope.encode` of the event.
+    payload: bytes
 
 
 class BusUnavailable(ServiceUnavailable):
@@ -70,6 +84,10 @@ class EventBus(Protocol):
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         """Hand over events in order; returns once all are stored, else raises `BusUnavailable`."""
+        ...
+
+    async def publish_stored(self, events: Sequence[StoredEvent]) -> None:
+        """`publish` events already encoded (the relay's: the outbox's bytes go out as they are)."""
         ...
 
     async def dead_letter(self, event: CloudEvent, *, consumer: str, reason: str, attempts: int) -> None:

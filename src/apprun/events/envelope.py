@@ -118,4 +118,9 @@ def decode(raw: bytes | str) -> CloudEvent:
 
 def subject_for(event: CloudEvent) -> str:
     """The NATS subject: ``apprun.<tenant>.<type>`` (``platform`` for no tenant)."""
-    return f"apprun.{event.tenantid or PLATFORM_TOKEN}.{event.type}"
+    return subject_of(event.tenantid, event.type)
+
+
+def subject_of(tenant_id: str | None, event_type: str) -> str:
+    """`subject_for` an event of ``tenant_id`` and ``event_type``, without the event itself."""
+    return f"apprun.{tenant_id or PLATFORM_TOKEN}.{event_type}"

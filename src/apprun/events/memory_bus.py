@@ -16,8 +16,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from apprun.events.bus import ConsumerSpec, Handler, type_matches
-from apprun.events.envelope import CloudEvent
+from apprun.events.bus import ConsumerSpec, Handler, StoredEvent, type_matches
+from apprun.events.envelope import CloudEvent, decode
 from apprun.kernel.logging import get_logger
 
 __all__ = ["DeadLetter", "MemoryBus"]
@@ -128,6 +128,9 @@ class MemoryBus:
             for consumer in self._consumers:
                 if type_matches(consumer.spec.types, event.type):
                     consumer.queue.put_nowait((event, 1))
+
+    async def publish_stored(self, events: Sequence[StoredEvent]) -> None:
+        await self.publish([decode(e.payload) for e in events])
 
     async def dead_letter(self, event: CloudEvent, *, consumer: str, reason: str, attempts: int) -> None:
         self.dead_letters.append(DeadLetter(event=event, consumer=consumer, reason=reason, attempts=attempts))

@@ -30,8 +30,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from apprun.events.bus import BusUnavailable, ConsumerSpec, Handler, type_matches
-from apprun.events.envelope import PLATFORM_TOKEN, CloudEvent, decode, encode, subject_for
+from apprun.events.bus import BusUnavailable, ConsumerSpec, Handler, StoredEvent, type_matches
+from apprun.events.envelope import PLATFORM_TOKEN, CloudEvent, decode, encode, subject_of
 from apprun.kernel.logging import get_logger
 from apprun.kernel.runtime import stop_step
 
@@ -192,15 +192,18 @@ class NatsBus:
 
     # --- publishing --------------------------------------------------------
     async def publish(self, events: Sequence[CloudEvent]) -> None:
+        await self.publish_stored([StoredEvent(e.id, e.tenantid, e.type, encode(e)) for e in events])
+
+    async def publish_stored(self, events: Sequence[StoredEvent]) -> None:
         js = self._context()
         try:
-            futures = [
-                await js.publish_async(
-                    subject_for(e), encode(e), wait_stall=self.publish_timeout, headers={"Nats-Msg-Id": e.id}
-                )
-                for e in events
-            ]
+            # One deadline for handing over and for the acks. No wait_stall: nats-py
+            # would wrap each message's turn in asyncio.wait_for, a task per message.
             async with asyncio.timeout(self.publish_timeout):
+                futures = [
+                    await js.publish_async(subject_of(e.tenant_id, e.type), e.payload, headers={"Nats-Msg-Id": e.id})
+                    for e in events
+                ]
                 acks = await asyncio.gather(*futures)
         except (TimeoutError, OSError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise BusUnavailable() from exc

@@ -35,8 +35,8 @@ from typing import IO, Any
 
 import asyncpg
 
-from apprun.events.bus import BusUnavailable, EventBus
-from apprun.events.envelope import CloudEvent, decode, encode
+from apprun.events.bus import BusUnavailable, EventBus, StoredEvent
+from apprun.events.envelope import CloudEvent, encode
 from apprun.kernel.config import DatabaseConfig
 from apprun.kernel.db import Connection, Database
 from apprun.kernel.errors import ApiError
@@ -89,6 +89,10 @@ async def allow_emitting(conn: Connection, role: str) -> None:
     """
     if not await conn.fetchval("SELECT has_table_privilege($1, 'apprun_event_outbox', 'INSERT')", role):
         await conn.execute(emit_grant(role))
+
+
+def _bytes(payload: str | bytes) -> bytes:
+    return payload if isinstance(payload, bytes) else payload.encode()
 
 
 def _wake() -> None:
@@ -249,16 +253,17 @@ class Relay:
         """Publish one batch; returns how many events went out."""
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT id, payload, created_at FROM apprun_event_outbox WHERE published_at IS NULL "
+                "SELECT id, tenant_id, type, payload, created_at FROM apprun_event_outbox WHERE published_at IS NULL "
                 "ORDER BY id LIMIT $1",
                 self.batch,
             )
         self._report_lag(rows)
         if not rows:
             return 0
-        events = [decode(r["payload"]) for r in rows]
+        # The stored bytes go out as they are: the subject and the de-duplication id come from the columns.
+        events = [StoredEvent(r["id"], r["tenant_id"], r["type"], _bytes(r["payload"])) for r in rows]
         try:
-            await self.bus.publish(events)
+            await self.bus.publish_stored(events)
         except BusUnavailable:
             await self._record_failure([r["id"] for r in rows])
             raise

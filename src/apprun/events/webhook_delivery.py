@@ -50,6 +50,12 @@ _CLAIM_LEASE = dt.timedelta(minutes=5)
 _MAX_BACKOFF = 6 * 3600.0
 #: Longest idle sleep of the worker: how soon it sees deliveries another process recorded.
 _POLL = 0.5
+#: How long the answer to "has this tenant an active webhook?" is reused: the longest a webhook
+#: created or switched on through another process waits for its first event (this process's own
+#: changes are seen at once).
+ACTIVE_TTL = 2.0
+#: Tenants whose answer is kept at most; past it the answers are dropped (and asked again).
+_ACTIVE_MAX = 10_000
 
 
 def _request_headers(target: Target, secret: str, msg_id: str, body: bytes) -> dict[str, str]:
@@ -75,6 +81,10 @@ class WebhookDelivery:
         self.backoff_base = settings.webhook_backoff_base
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: tenant id -> (has an active webhook, monotonic time the answer expires)
+        self._active: dict[str, tuple[bool, float]] = {}
+        #: Bumped by `forget`: an answer read before a change is not kept after it.
+        self._generation = 0
 
     def wake(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
@@ -82,19 +92,37 @@ class WebhookDelivery:
 
     # --- the consumer: event -> deliveries ----------------------------------
     async def wants(self, event: CloudEvent) -> bool:
-        """Whether the event's tenant has any active webhook (one indexed read).
+        """Whether the event's tenant has any active webhook (an indexed read, its answer reused `ACTIVE_TTL` s).
 
         Most events have no webhook to go to; they are acked without opening a
-        transaction. A webhook created after this check was created after the
-        event, and would not have received it anyway.
+        transaction, and without a query per event: the answer is kept per
+        tenant for `ACTIVE_TTL` seconds. A change made through this process
+        (`forget`) is seen by the next event; one made through another process
+        within `ACTIVE_TTL`. A kept "yes" that has gone stale costs only a
+        transaction: `on_event` reads the webhooks themselves.
         """
-        if event.tenantid is None:
+        tenant = event.tenantid
+        if tenant is None:
             return False
+        now = time.monotonic()
+        known = self._active.get(tenant)
+        if known is not None and known[1] > now:
+            return known[0]
+        generation = self._generation
         async with self.db.read() as conn:
             found = await conn.fetchval(
-                "SELECT 1 FROM apprun_webhooks WHERE tenant_id = $1 AND active = $2 LIMIT 1", event.tenantid, True
+                "SELECT 1 FROM apprun_webhooks WHERE tenant_id = $1 AND active = $2 LIMIT 1", tenant, True
             )
+        if generation == self._generation:  # no change here while it was read
+            if len(self._active) >= _ACTIVE_MAX:
+                self._active.clear()
+            self._active[tenant] = (found is not None, now + ACTIVE_TTL)
         return found is not None
+
+    def forget(self, tenant_id: str) -> None:
+        """The tenant's webhooks changed (in this process): ask the database at its next event."""
+        self._generation += 1
+        self._active.pop(tenant_id, None)
 
     async def on_event(self, event: CloudEvent, ctx: HandlerContext) -> None:
         if event.tenantid is None:

@@ -51,12 +51,22 @@ def _types(value: Any) -> list[str]:
 
 
 class WebhookRegistry:
-    def __init__(self, db: Database, rbac: Rbac, targets: WebhookTargets, *, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        rbac: Rbac,
+        targets: WebhookTargets,
+        *,
+        wake: Callable[[], None],
+        changed: Callable[[str], None],
+    ) -> None:
         self.db = db
         self.rbac = rbac
         self.targets = targets
         #: Tells the delivery worker it has work now rather than at its next poll.
         self._wake = wake
+        #: Tells the consumer a tenant's webhooks changed (it keeps whether the tenant has any).
+        self._changed = changed
 
     async def _tenant(self, ctx: RequestContext, action: str) -> str:
         await self.rbac.require(ctx, action, "webhooks")
@@ -86,6 +96,7 @@ class WebhookRegistry:
                 ctx.user_id,
                 now,
             )
+        self._changed(tenant)
         view = await self._load(tenant, webhook_id)
         view["secret"] = secret  # shown once; rotate to get a new one
         return view
@@ -140,6 +151,7 @@ class WebhookRegistry:
                     body["active"],
                 )
             await conn.execute("UPDATE apprun_webhooks SET updated_at = $2 WHERE id = $1", webhook_id, now)
+        self._changed(tenant)
         if body.get("active"):
             self._wake()  # deliveries held back while it was off go out now
         return await self._load(tenant, webhook_id)
@@ -165,6 +177,7 @@ class WebhookRegistry:
             deleted = await conn.execute(
                 "DELETE FROM apprun_webhooks WHERE id = $1 AND tenant_id = $2", webhook_id, tenant
             )
+        self._changed(tenant)
         if deleted == 0:
             raise NotFound("events.webhook_not_found")
 

@@ -66,7 +66,7 @@ class Webhooks:
     def __init__(self, settings: EventsSettings, db: Database, rbac: Rbac) -> None:
         self.targets = WebhookTargets(Allowlist(settings.webhook_allowlist))
         self.delivery = WebhookDelivery(settings, db, self.targets)
-        self.registry = WebhookRegistry(db, rbac, self.targets, wake=self.delivery.wake)
+        self.registry = WebhookRegistry(db, rbac, self.targets, wake=self.delivery.wake, changed=self.delivery.forget)
 
     @property
     def resolver(self) -> Resolver:
