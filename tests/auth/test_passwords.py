@@ -16,7 +16,9 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerifyMismatchError
 from litestar.testing import AsyncTestClient
 
-from apprun.app import create_app
+from apprun.app import create_app, wiring_of
+from apprun.auth.passwords import hash_threads
+from apprun.auth.service import Auth
 from apprun.modules import Settings
 from tests.support.accounts import register, unique_email
 
@@ -52,3 +54,27 @@ async def test_an_unknown_email_is_verified_against_a_real_hash_of_the_configure
     # A hash that verifies (a mismatch, after the work), not one argon2 refuses to parse at once.
     with pytest.raises(VerifyMismatchError):
         original(PasswordHasher(), dummy, WRONG)
+
+
+@pytest.mark.parametrize(
+    ("setting", "workers", "cores", "threads"),
+    [
+        (0, 2, 2, 1),  # two workers on two cores: one hash in flight per worker
+        (0, 3, 2, 1),  # more workers than cores: still one each
+        (0, 1, 2, 2),  # one worker: both cores
+        (0, 2, 8, 4),
+        (3, 2, 2, 3),  # AUTH_HASH_THREADS wins
+    ],
+)
+def test_hashing_threads_share_the_cores_among_the_workers(
+    setting: int, workers: int, cores: int, threads: int
+) -> None:
+    assert hash_threads(setting, workers, cores) == threads
+
+
+async def test_the_worker_hashes_on_the_threads_the_setting_gives(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'apprun.db'}", http_workers=2, auth_hash_threads=3)
+    app = create_app(settings, configure_logs=False)
+    assert wiring_of(app).get(Auth).passwords.threads == 3

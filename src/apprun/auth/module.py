@@ -28,7 +28,7 @@ from apprun.auth.mailer import MailDelivery
 from apprun.auth.oauth import OAuthLogins, OAuthProvider
 from apprun.auth.oauth_api import OAuthController
 from apprun.auth.opaque import refresh_key
-from apprun.auth.passwords import Passwords
+from apprun.auth.passwords import Passwords, hash_threads
 from apprun.auth.service import Auth
 from apprun.auth.sessions import Sessions
 from apprun.auth.settings import AuthSettings
@@ -71,6 +71,7 @@ class AuthModule(Module):
             memory_kib=s.auth_argon2_memory_kib,
             time_cost=s.auth_argon2_time_cost,
             parallelism=s.auth_argon2_parallelism,
+            threads=hash_threads(s.auth_hash_threads, runtime.settings.workers),
         )
         sessions = Sessions(
             self.token_keys,

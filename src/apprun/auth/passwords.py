@@ -11,6 +11,7 @@ user" and "wrong password" take the same time.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,19 @@ class PasswordPolicy:
             )
 
 
+def hash_threads(setting: int, workers: int, cores: int | None = None) -> int:
+    """Hashing threads per worker: ``AUTH_HASH_THREADS``, or with 0 the cores shared among the workers.
+
+    argon2id is CPU-bound and releases the GIL, so hashing threads beyond the
+    cores add no logins per second, only memory: each hash in flight holds
+    its 19 MiB. Two workers on two cores hash on one thread each.
+    """
+    if setting > 0:
+        return setting
+    cores = cores or os.cpu_count() or 1
+    return max(1, -(-cores // max(workers, 1)))
+
+
 class Passwords:
     """argon2id hashing on a thread pool."""
 
@@ -87,6 +101,8 @@ class Passwords:
             parallelism=max(parallelism, OWASP_PARALLELISM),
             type=Type.ID,
         )
+        #: Hashes in flight at most (each holds its ``memory_kib`` while it runs).
+        self.threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="apprun-argon2")
         unmap_large_blocks()  # each hash's 19 MiB goes back to the OS when it is done
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))

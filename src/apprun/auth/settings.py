@@ -37,6 +37,12 @@ class AuthSettings(KernelSettings):
     auth_argon2_memory_kib: int = Field(19 * 1024, ge=19 * 1024)
     auth_argon2_time_cost: int = Field(2, ge=2)
     auth_argon2_parallelism: int = Field(1, ge=1)
+    auth_hash_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="threads hashing passwords in each worker; 0 = the cores shared among the workers (at least 1)",
+    )
     auth_signup_enabled: bool = True
     auth_require_email_verification: bool = False
     auth_site_url: str = Field(
