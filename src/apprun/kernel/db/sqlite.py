@@ -56,46 +56,31 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime
 import functools
-import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
-import regex
-
-from apprun.kernel.db.port import FULL_TEXT_REFUSED, Connection, Dialect, PoolStats, Row
+from apprun.kernel.db.port import Connection, Dialect, PoolStats
+from apprun.kernel.db.sqlite_conn import (
+    SQLiteConnection,
+    regexp,
+    run_callbacks,
+    settle,
+    to_sqlite_params,
+    to_the_end,
+    translate,
+)
 from apprun.kernel.errors import (
     DatabaseUnavailable,
-    ForeignKeyViolation,
-    InvalidValue,
-    NotNullViolation,
-    StatementTimeout,
-    UniqueViolation,
 )
 from apprun.kernel.logging import get_logger
-from apprun.kernel.tracing import db_span
 
 __all__ = ["SQLiteDatabase", "to_sqlite_params"]
 
-
-def _adapt_datetime(value: datetime.datetime) -> str:
-    # Aware values are stored in UTC with a fixed width, so text comparison in
-    # SQL (expires_at > $1) orders them correctly; naive ones are taken as UTC.
-    value = value.astimezone(datetime.UTC) if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
-    return value.isoformat(timespec="microseconds")
-
-
-# Explicit adapters (the stdlib's defaults are deprecated since 3.12).
-sqlite3.register_adapter(datetime.datetime, _adapt_datetime)
-sqlite3.register_adapter(datetime.date, lambda v: v.isoformat())
-
-T = TypeVar("T")
 _log = get_logger("apprun.db")
 
 #: COMMITs (of groups) between two passive checkpoints of the WAL (SQLite's own default is every 1,000 pages).
@@ -103,113 +88,6 @@ CHECKPOINT_EVERY = 500
 #: The first and the longest sleep between two tries of ``BEGIN IMMEDIATE`` while another process writes.
 _BEGIN_FIRST_WAIT = 0.0002
 _BEGIN_LONGEST_WAIT = 0.005
-
-# Matches a $n parameter, or a quoted string/identifier to skip.
-_PARAM = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|\$(\d+)""")
-
-
-@functools.lru_cache(maxsize=2048)
-def to_sqlite_params(sql: str) -> str:
-    """Rewrite ``$1`` placeholders to SQLite's ``?1`` (quoted text is left alone)."""
-    if "$" not in sql:
-        return sql
-    return _PARAM.sub(lambda m: m.group(1) or f"?{m.group(2)}", sql)
-
-
-_UNAVAILABLE_MARKERS = ("unable to open", "disk i/o error", "no such file")
-
-
-def _translate(exc: sqlite3.Error) -> Exception | None:
-    message = str(exc).lower()
-    if isinstance(exc, sqlite3.IntegrityError):
-        if message.startswith("unique constraint failed"):
-            return UniqueViolation(str(exc).split(":", 1)[-1].strip())
-        if message.startswith("foreign key constraint failed"):
-            return ForeignKeyViolation()
-        if message.startswith("not null constraint failed"):
-            return NotNullViolation(str(exc).split(":", 1)[-1].strip().split(".")[-1])
-    if message.startswith("apprun_regexp:"):
-        return InvalidValue(details={"reason": str(exc).split(":", 1)[1].strip()})
-    if message.startswith("user-defined function raised exception"):
-        # Python's sqlite3 replaces a function's own message; apprun's only function is the regexp one.
-        return InvalidValue(details={"reason": "the regular expression is not valid or took too long"})
-    if message.startswith("fts5:"):  # a full-text query FTS5 cannot parse
-        return InvalidValue(details={"reason": FULL_TEXT_REFUSED})
-    if isinstance(exc, sqlite3.OperationalError):
-        if message == "interrupted":
-            return StatementTimeout()
-        if "database is locked" in message or "database table is locked" in message:
-            return DatabaseUnavailable(code="db.busy")
-        if any(marker in message for marker in _UNAVAILABLE_MARKERS):
-            return DatabaseUnavailable()
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> Any:
-    return regex.compile(pattern)
-
-
-def _regexp(pattern: str | None, value: Any) -> int | None:
-    """SQLite has no regular expressions: PostgREST's ``match`` filters use this.
-
-    The ``regex`` module is used for its timeout: a pattern that backtracks
-    catastrophically fails the query (400) instead of holding a thread.
-    """
-    if pattern is None or value is None:
-        return None
-    try:
-        return 1 if _compiled(pattern).search(str(value), timeout=0.2) else 0
-    except TimeoutError:
-        raise sqlite3.OperationalError("apprun_regexp: the pattern took too long") from None
-    except regex.error:
-        raise sqlite3.OperationalError("apprun_regexp: invalid pattern") from None
-
-
-async def _settle(statement: Awaitable[T]) -> tuple[T | None, BaseException | None, bool]:
-    """Await ``statement`` until it has finished, even if this task is cancelled meanwhile.
-
-    A statement handed to a thread runs to its end whatever happens to the
-    task that awaits it. If the task stopped waiting (a cancellation), the
-    writer would be handed on while BEGIN or COMMIT still runs, and the next
-    holder would find the connection inside a transaction nobody owns
-    ("cannot start a transaction within a transaction"). So the wait goes on.
-    Returns ``(result, error, cancelled)``: what the statement gave, and whether
-    the task was cancelled while it ran (the caller raises that once it has
-    dealt with the outcome).
-    """
-    task = asyncio.ensure_future(statement)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})  # never cancels the statement, never raises its error
-        except asyncio.CancelledError:
-            cancelled = True
-    if task.cancelled():
-        return None, asyncio.CancelledError(), cancelled
-    return (None, task.exception(), cancelled) if task.exception() is not None else (task.result(), None, cancelled)
-
-
-async def _to_the_end(statement: Awaitable[T]) -> T:
-    """`_settle` for a caller with nothing to do in between: the statement's error, or the cancellation, is raised."""
-    result, error, cancelled = await _settle(statement)
-    if cancelled:
-        raise asyncio.CancelledError
-    if error is not None:
-        raise error
-    return cast(T, result)
-
-
-class TransactionLost(DatabaseUnavailable):
-    """SQLite rolled the whole transaction back under a savepoint (an interrupted statement)."""
-
-
-def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:  # noqa: BLE001 - the commit stands; a failing hook must not undo the reply
-            _log.exception("on_commit_failed")
 
 
 class _Group:
@@ -225,119 +103,6 @@ class _Group:
         self.done: asyncio.Future[None] = loop.create_future()
         self.error: BaseException | None = None
         self.opened = time.monotonic()
-
-
-class _SQLiteConnection:
-    """One sqlite3 connection; every call runs on the adapter's thread pool."""
-
-    dialect: Dialect = "sqlite"
-
-    def __init__(self, raw: sqlite3.Connection, db: SQLiteDatabase, *, readonly: bool = False) -> None:
-        self._raw = raw
-        self._db = db
-        self._inline = readonly and db.inline_budget > 0
-        #: True while this (writer) connection is inside a transaction that holds the write lock.
-        self._holds_lock = False
-        self._deadline = 0.0
-        self._after_commit: list[Callable[[], None]] | None = None
-        self.tx_state: dict[str, Any] = {}
-        #: Savepoints opened so far (their names are numbered).
-        self._savepoints = 0
-        raw.set_progress_handler(self._check_deadline, 10_000)
-
-    def _check_deadline(self) -> int:
-        return 1 if self._deadline and time.monotonic() > self._deadline else 0
-
-    async def _run(self, sql: str, fn: Callable[[str], T]) -> T:
-        text = to_sqlite_params(sql)
-
-        def call() -> T:
-            self._deadline = time.monotonic() + self._db.statement_timeout
-            try:
-                return fn(text)
-            finally:
-                self._deadline = 0.0
-
-        with db_span("sqlite", sql):
-            try:
-                if self._inline:
-                    done, result = self._on_loop(text, fn)
-                    if done:
-                        return cast(T, result)
-                    self._db.inline_overruns += 1
-                elif self._holds_lock:
-                    return call()
-                return await asyncio.get_running_loop().run_in_executor(self._db.executor, call)
-            except RuntimeError as exc:  # the pool is shut down: apprun is stopping
-                raise DatabaseUnavailable() from exc
-            except sqlite3.Error as exc:
-                translated = _translate(exc)
-                if translated is not None:
-                    raise translated from exc
-                raise
-
-    def _on_loop(self, text: str, fn: Callable[[str], T]) -> tuple[bool, T | None]:
-        """Run a read right here within the budget: ``(True, result)``, or ``(False, None)`` if it overran."""
-        self._deadline = time.monotonic() + self._db.inline_budget
-        try:
-            return True, fn(text)
-        except sqlite3.OperationalError as exc:
-            if str(exc) == "interrupted":
-                return False, None
-            raise
-        finally:
-            self._deadline = 0.0
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return await self._run(sql, lambda text: self._raw.execute(text, args).rowcount)
-
-    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
-        rows = list(args)
-        await self._run(sql, lambda text: self._raw.executemany(text, rows))
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return await self._run(sql, lambda text: self._raw.execute(text, args).fetchall())
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        row: Row | None = await self._run(sql, lambda text: self._raw.execute(text, args).fetchone())
-        return row
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = await self.fetchrow(sql, *args)
-        return None if row is None else row[0]
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        if self._after_commit is None:
-            callback()
-        else:
-            self._after_commit.append(callback)
-
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        callbacks = self._after_commit
-        if callbacks is None:
-            raise RuntimeError("a savepoint needs a transaction")
-        self._savepoints += 1
-        name = f"apprun_sp{self._savepoints}"
-        kept, state = len(callbacks), dict(self.tx_state)
-        await self.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException as exc:
-            if not self._raw.in_transaction:
-                # An interrupted statement (statement timeout) rolled the whole transaction back: the
-                # caller must not go on as if only the block were undone (it would write in autocommit).
-                raise TransactionLost() from exc
-            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            await self.execute(f"RELEASE SAVEPOINT {name}")
-            del callbacks[kept:]
-            self.tx_state.clear()
-            self.tx_state.update(state)
-            raise
-        await self.execute(f"RELEASE SAVEPOINT {name}")
-
-    def close(self) -> None:
-        self._raw.close()
 
 
 class SQLiteDatabase:
@@ -368,9 +133,9 @@ class SQLiteDatabase:
         #: Reads that overran the budget and were run again on a thread (for tests and metrics).
         self.inline_overruns = 0
         self.executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="apprun-sqlite")
-        self._idle: asyncio.LifoQueue[_SQLiteConnection] = asyncio.LifoQueue()
-        self._readers: list[_SQLiteConnection] = []
-        self._writer: _SQLiteConnection | None = None
+        self._idle: asyncio.LifoQueue[SQLiteConnection] = asyncio.LifoQueue()
+        self._readers: list[SQLiteConnection] = []
+        self._writer: SQLiteConnection | None = None
         #: Group commit: the writer's turn (held by one transaction at a time, handed on in arrival
         #: order), the transactions waiting for it, and the group whose SQLite transaction is open.
         self.group_max_members = group_max_members if group_commit else 1
@@ -405,7 +170,7 @@ class SQLiteDatabase:
             cached_statements=256,
         )
         raw.row_factory = sqlite3.Row
-        raw.create_function("apprun_regexp", 2, _regexp, deterministic=True)
+        raw.create_function("apprun_regexp", 2, regexp, deterministic=True)
         raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         raw.execute("PRAGMA foreign_keys = ON")
         if readonly:
@@ -420,13 +185,13 @@ class SQLiteDatabase:
                 raw.execute("PRAGMA wal_autocheckpoint = 0")
         return raw
 
-    async def _new(self, *, readonly: bool) -> _SQLiteConnection:
+    async def _new(self, *, readonly: bool) -> SQLiteConnection:
         loop = asyncio.get_running_loop()
         try:
             raw = await loop.run_in_executor(self.executor, functools.partial(self._connect, readonly=readonly))
         except (sqlite3.Error, RuntimeError) as exc:
             raise DatabaseUnavailable() from exc
-        return _SQLiteConnection(raw, self, readonly=readonly)
+        return SQLiteConnection(raw, self, readonly=readonly)
 
     async def open(self) -> None:
         try:
@@ -450,7 +215,7 @@ class SQLiteDatabase:
         for conn in conns:
             conn.close()
 
-    async def _acquire_reader(self) -> _SQLiteConnection:
+    async def _acquire_reader(self) -> SQLiteConnection:
         if self._closed:
             raise DatabaseUnavailable()
         try:
@@ -502,12 +267,12 @@ class SQLiteDatabase:
                     if inline:
                         await self._begin(conn)
                     else:  # taking the lock may wait for another process (busy timeout): on a thread
-                        await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+                        await to_the_end(conn.execute("BEGIN IMMEDIATE"))
                 except BaseException:
                     # A BEGIN that went through on its thread while this task was cancelled: the next
                     # turn must find the connection outside a transaction.
                     if conn._raw.in_transaction:
-                        await _to_the_end(conn.execute("ROLLBACK"))
+                        await to_the_end(conn.execute("ROLLBACK"))
                     raise
                 group = self._group = _Group(asyncio.get_running_loop())
                 savepoint = False  # the first member's failure rolls back the whole transaction: its own
@@ -600,11 +365,11 @@ class SQLiteDatabase:
             self._closer = None
             self._pass_turn()
 
-    async def _statement(self, conn: _SQLiteConnection, sql: str) -> None:
+    async def _statement(self, conn: SQLiteConnection, sql: str) -> None:
         """One statement of the transaction's own bookkeeping (savepoints, ROLLBACK), run to its end."""
-        await (conn.execute(sql) if conn._holds_lock else _to_the_end(conn.execute(sql)))
+        await (conn.execute(sql) if conn._holds_lock else to_the_end(conn.execute(sql)))
 
-    async def _undo(self, conn: _SQLiteConnection, group: _Group, savepoint: bool, cause: BaseException) -> None:
+    async def _undo(self, conn: SQLiteConnection, group: _Group, savepoint: bool, cause: BaseException) -> None:
         """Undo a failed member: back to its savepoint, or, for the group's first member, the whole transaction.
 
         An error may have rolled the whole transaction back already (SQLite does on an interrupt,
@@ -620,7 +385,7 @@ class SQLiteDatabase:
         self._group = None
         try:
             if conn._raw.in_transaction:
-                await _to_the_end(conn.execute("ROLLBACK"))
+                await to_the_end(conn.execute("ROLLBACK"))
         finally:
             self._fail(group, cause)
 
@@ -629,7 +394,7 @@ class SQLiteDatabase:
         group.error = cause
         group.done.set_result(None)
 
-    async def _commit(self, conn: _SQLiteConnection, group: _Group) -> None:
+    async def _commit(self, conn: SQLiteConnection, group: _Group) -> None:
         """COMMIT ``group``'s transaction, let its members go, and run their ``on_commit`` callbacks."""
         self._group = None
         # WAL, synchronous=NORMAL and no auto-checkpoint: COMMIT appends to the log, no fsync.
@@ -641,11 +406,11 @@ class SQLiteDatabase:
                 error = exc
             cancelled = False
         else:
-            _, error, cancelled = await _settle(conn.execute("COMMIT"))
+            _, error, cancelled = await settle(conn.execute("COMMIT"))
         if error is not None:
             try:
                 if conn._raw.in_transaction:
-                    await _to_the_end(conn.execute("ROLLBACK"))
+                    await to_the_end(conn.execute("ROLLBACK"))
             finally:
                 self._fail(group, error)
             raise error
@@ -654,11 +419,11 @@ class SQLiteDatabase:
         self.committed_members += group.members
         if self.inline_budget > 0:
             self._committed()
-        _run_callbacks(group.callbacks)
+        run_callbacks(group.callbacks)
         if cancelled:
             raise asyncio.CancelledError
 
-    async def _begin(self, conn: _SQLiteConnection) -> None:
+    async def _begin(self, conn: SQLiteConnection) -> None:
         """``BEGIN IMMEDIATE`` on the loop: tried without waiting, again after short sleeps while
         another process holds the write lock, until the busy timeout (then 503 ``db.busy``)."""
         deadline = time.monotonic() + self.busy_timeout
@@ -670,7 +435,7 @@ class SQLiteDatabase:
             except sqlite3.OperationalError as exc:
                 busy = "locked" in str(exc) or "busy" in str(exc)
                 if not busy or time.monotonic() + wait > deadline:
-                    translated = _translate(exc)
+                    translated = translate(exc)
                     if translated is not None:
                         raise translated from exc
                     raise
