@@ -52,3 +52,52 @@ async def test_local_settings_live_for_one_transaction(make_settings: Any, datab
                 pass
     finally:
         await asyncio.wait_for(database.close(), 10)
+
+
+async def test_notify_goes_with_the_commit_and_not_with_a_rollback(
+    make_settings: Any, pg_databases: Any, tmp_path: Any
+) -> None:
+    """``conn.notify``: sent with the COMMIT of a transaction with settings; dropped with its savepoint or rollback.
+
+    Notifications arrive in commit order, so one sent after the others marks the end: what has not
+    arrived by then was never sent.
+    """
+    import asyncpg
+
+    url = await pg_databases.create()
+    database = create_database(make_settings(database_url=url))
+    await database.open()
+    listener = await asyncpg.connect(url)
+    got: list[str] = []
+    end = asyncio.Event()
+
+    def heard(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        got.append(channel)
+        if channel == "apprun_end":
+            end.set()
+
+    try:
+        for channel in ("apprun_kept", "apprun_dropped", "apprun_end"):
+            await listener.add_listener(channel, heard)
+        async with database.transaction({"apprun.test": "x"}) as conn:
+            await conn.notify("apprun_kept")
+            await conn.notify("apprun_kept")  # once per transaction
+            with pytest.raises(RuntimeError):
+                async with conn.savepoint():
+                    await conn.notify("apprun_dropped")
+                    raise RuntimeError("undo the savepoint")
+        with pytest.raises(RuntimeError):
+            async with database.transaction({"apprun.test": "x"}) as conn:
+                await conn.notify("apprun_dropped")
+                raise RuntimeError("undo the transaction")
+        with pytest.raises(ValueError, match="channel"):
+            async with database.transaction({"apprun.test": "x"}) as conn:
+                await conn.notify("apprun'; DROP TABLE x; --")
+        async with database.transaction() as conn:  # no settings: sent at once, delivered at commit
+            await conn.notify("apprun_end")
+        async with asyncio.timeout(30):
+            await end.wait()
+        assert got == ["apprun_kept", "apprun_end"]
+    finally:
+        await listener.close()
+        await database.close()

@@ -66,9 +66,9 @@ async def emit(conn: Connection, event: CloudEvent) -> CloudEvent:
     )
     if not conn.tx_state.get("apprun.outbox.wakes"):  # once per transaction is enough
         conn.tx_state["apprun.outbox.wakes"] = True
-        if conn.dialect == "postgres":
-            # Delivered at commit (and only then) to the leader, in whatever process it runs.
-            await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        # PostgreSQL: delivered at commit (and only then) to the leader, in whatever process it
+        # runs; in a data write (a transaction with settings) sent with the COMMIT itself.
+        await conn.notify(NOTIFY_CHANNEL)
         conn.on_commit(_wake)
     return event
 

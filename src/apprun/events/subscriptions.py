@@ -189,6 +189,9 @@ class _EventConnection:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         return await (await self._open()).fetchval(sql, *args)
 
+    async def notify(self, channel: str) -> None:
+        await (await self._open()).notify(channel)
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 

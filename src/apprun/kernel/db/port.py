@@ -72,6 +72,16 @@ class Connection(Protocol):
         """
         ...
 
+    async def notify(self, channel: str) -> None:
+        """PostgreSQL: ``NOTIFY channel`` (no payload), delivered when the transaction commits.
+
+        In a transaction with settings (``transaction(local=...)``) it is sent
+        with the ``COMMIT``, in the same round trip; otherwise at once (still
+        delivered only at commit). ``channel`` is a lower-case identifier. SQLite
+        has no listeners: nothing.
+        """
+        ...
+
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A savepoint in the current transaction, released when the block ends.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,8 @@ from apprun.kernel.tracing import db_span
 __all__ = ["NestedCheckout", "PostgresDatabase", "translate_pg_error"]
 
 _log = get_logger("apprun.db")
+#: What `_PgConnection.notify` takes as a channel (it is sent as a literal with the COMMIT).
+_CHANNEL = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: The task holding a connection of this context, if any. A task created while
 #: a connection is held inherits the variable, so the holder is compared with
@@ -131,9 +134,16 @@ def _call(sql: str) -> Iterator[None]:
 class _PgConnection:
     dialect: Dialect = "postgres"
 
-    def __init__(self, raw: asyncpg.Connection, after_commit: list[Callable[[], None]] | None = None) -> None:
+    def __init__(
+        self,
+        raw: asyncpg.Connection,
+        after_commit: list[Callable[[], None]] | None = None,
+        notices: list[str] | None = None,
+    ) -> None:
         self._raw = raw
         self._after_commit = after_commit
+        #: Channels to notify with the COMMIT (a transaction with settings), else None: notify at once.
+        self._notices = notices
         self.tx_state: dict[str, Any] = {}
         #: Savepoints opened so far (their names are numbered).
         self._savepoints = 0
@@ -144,6 +154,14 @@ class _PgConnection:
         else:
             self._after_commit.append(callback)
 
+    async def notify(self, channel: str) -> None:
+        if not _CHANNEL.match(channel):
+            raise ValueError(f"not a channel name: {channel!r}")
+        if self._notices is None:
+            await self.execute("SELECT pg_notify($1, '')", channel)
+        elif channel not in self._notices:
+            self._notices.append(channel)
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         callbacks = self._after_commit
@@ -152,6 +170,7 @@ class _PgConnection:
         self._savepoints += 1
         name = f"apprun_sp{self._savepoints}"
         kept, state = len(callbacks), dict(self.tx_state)
+        notices = len(self._notices) if self._notices is not None else 0
         await self.execute(f"SAVEPOINT {name}")
         try:
             yield
@@ -159,6 +178,8 @@ class _PgConnection:
             # Valid in an aborted transaction too; if it fails (the connection is gone), that error is raised.
             await self.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
             del callbacks[kept:]
+            if self._notices is not None:
+                del self._notices[notices:]  # a NOTIFY under a rolled-back savepoint is dropped too
             self.tx_state.clear()
             self.tx_state.update(state)
             raise
@@ -210,23 +231,27 @@ class _LocalTransaction:
     are quoted as literals (`_literal`).
     """
 
-    __slots__ = ("raw", "script")
+    __slots__ = ("notices", "raw", "script")
 
     def __init__(self, raw: asyncpg.Connection, local: Mapping[str, str]) -> None:
         self.raw = raw
         sets = ", ".join(f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in local.items())
         self.script = f"BEGIN; SELECT {sets}"
+        #: Channels `_PgConnection.notify` asked for: notified in the COMMIT's round trip.
+        self.notices: list[str] = []
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _LocalTransaction:
         try:
             await self.raw.execute(self.script)
         except BaseException as exc:
             await self.__aexit__(type(exc))
             raise
+        return self
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
-            await self.raw.execute("COMMIT")
+            notify = "".join(f"SELECT pg_notify({_literal(channel)}, ''); " for channel in self.notices)
+            await self.raw.execute(f"{notify}COMMIT")
             return
         if self.raw.is_closed() or not self.raw.is_in_transaction():
             return
@@ -350,8 +375,8 @@ class PostgresDatabase:
         try:
             async with self._checkout() as raw:
                 if local:
-                    async with _LocalTransaction(raw, local):
-                        yield _PgConnection(raw, callbacks)
+                    async with _LocalTransaction(raw, local) as tx:
+                        yield _PgConnection(raw, callbacks, tx.notices)
                 else:
                     async with raw.transaction():
                         yield _PgConnection(raw, callbacks)

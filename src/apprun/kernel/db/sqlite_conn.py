@@ -250,6 +250,9 @@ class SQLiteConnection:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
 
+    async def notify(self, channel: str) -> None:  # noqa: ARG002 - the Connection protocol's signature
+        return None  # nobody listens on SQLite
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         if self._after_commit is None:
             callback()
