@@ -253,10 +253,12 @@ async def test_an_unanswered_request_is_a_failed_attempt_not_a_hang(
     got = await receiver.wait_for_event(event_id, 2)
     assert [r.answered for r in got][:2] == [None, 200]
     done = await delivery_of(client, owner, hook["id"], event_id, "succeeded")
-    first, second = done["attempts"]
-    assert first["status_code"] is None
-    assert "0.5 s" in first["error"]
-    assert (second["status_code"], second["error"]) == (200, None)
+    # The held request is a failed attempt; the next answer succeeds. On a loaded machine an
+    # answered request can still miss the 0.5 s deadline: then it is one more failed attempt.
+    *failed, succeeded = done["attempts"]
+    assert failed
+    assert all(a["status_code"] is None and "0.5 s" in a["error"] for a in failed), failed
+    assert (succeeded["status_code"], succeeded["error"]) == (200, None)
 
 
 # --- who gets what --------------------------------------------------------------------
