@@ -14,7 +14,7 @@ tools read with `runtime_of` and `wiring_of` (``wiring_of(app).get(Webhooks)``).
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import ASGIRoute, WebSocketRoute
 from litestar.types import ControllerRouterHandler, Middleware
 
 from apprun import __version__
@@ -103,7 +104,7 @@ def _fast_path(settings: Settings, modules: Assembly, app: Litestar) -> FastPath
     if modules.middleware():
         _log.info("fast_path_off", reason="a module declares framework middleware, which the fast path cannot run")
         return None
-    shadowed = shadowed_routes(routes, ((route.path_format, route.methods) for route in app.routes))
+    shadowed = shadowed_routes(routes, _framework_routes(app))
     if shadowed:
         _log.warning("fast_path_off", reason="a fast route would take these routes from the framework", routes=shadowed)
         return None
@@ -146,6 +147,20 @@ def _litestar(
         logging_config=None,
         debug=False,
     )
+
+
+def _framework_routes(app: Litestar) -> Iterator[tuple[str, set[str]]]:
+    """Each HTTP route of the app as ``(template, methods)``.
+
+    A raw ASGI route takes every method, and a mount its whole subtree.
+    """
+    for route in app.routes:
+        if isinstance(route, WebSocketRoute):
+            continue  # the fast path serves HTTP only
+        methods = {str(method) for method in route.methods} or {"GET", "POST"}
+        yield route.path_format, methods
+        if isinstance(route, ASGIRoute) and route.route_handler.is_mount:
+            yield route.path_format.rstrip("/") + "/*", methods  # everything below it
 
 
 def _middleware(modules: Assembly) -> list[Middleware]:

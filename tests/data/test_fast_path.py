@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, asgi, get
 from litestar.testing import AsyncTestClient
 
 from apprun.app import create_app
@@ -185,6 +185,20 @@ async def test_a_route_the_fast_path_would_take_turns_it_off(make_settings: Any,
     assert fast_path_of(app) is None
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
         assert (await client.get("/data/export")).text == "the application's own route"
+
+
+@asgi("/rest", is_mount=True, copy_scope=True)
+async def _mounted(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"the application's own mount"})
+
+
+async def test_a_mount_the_fast_path_would_reach_into_turns_it_off(make_settings: Any, tmp_path: Any) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'apprun.db'}")
+    app = create_app(settings, extra_routes=[_mounted], configure_logs=False)
+    assert fast_path_of(app) is None
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        assert (await client.get("/rest/anything")).text == "the application's own mount"
 
 
 @pytest.mark.parametrize("path", ["/data/a/b/c", "/data//x", "/data/", "/rest/v1/", "/datax/y", "/rest/v2/x"])

@@ -150,14 +150,24 @@ def shadowed_routes(routes: Sequence[FastRoute], framework: Iterable[tuple[str, 
     """The framework's routes (``(template, methods)``) that a fast route would serve in their place.
 
     A template's parameters are filled with a sample value; a route that is
-    not one of the fast route's own and that it matches is shadowed.
+    not one of the fast route's own and that it matches is shadowed. A
+    template ending in ``/*`` is a mount (everything below it is the mount's):
+    it is shadowed when it takes in a fast route's template or the fast route
+    matches below it.
     """
     own = frozenset().union(*(route.templates() for route in routes))
     shadowed = []
     for template, methods in framework:
         if template in own:
             continue
-        sample = _PARAM.sub("x", template)
+        pattern = template
+        if template.endswith("/*"):
+            prefix = template[:-1]  # ".../"
+            if any(mine.startswith(prefix) for mine in own):
+                shadowed.append(template)
+                continue
+            pattern = prefix + "{rest}"
+        sample = _PARAM.sub("x", pattern)
         if any(route.match(method, sample) for route in routes for method in methods):
             shadowed.append(template)
     return shadowed
