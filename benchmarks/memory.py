@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from apprun.testing.engines import NatsServer
 from benchmarks.harness.apprun_system import Apprun
 from benchmarks.harness.common import WORKLOADS, tree_pss
 from benchmarks.harness.load import ensure_tools, run_wrk
+from benchmarks.harness.run import PeakSampler
 from benchmarks.harness.shutdown import Engines, stopped_on_exit
 
 MB = 2**20
@@ -59,34 +59,19 @@ def _processes(pid: int) -> list[dict[str, Any]]:
     return out
 
 
-class _Peak:
-    """The largest PSS sum seen while the block runs (sampled every 0.25 s, like the harness)."""
+class _Peak(PeakSampler):
+    """The harness's sampler (PSS every 0.25 s) of one process tree, keeping its processes at the peak."""
 
     def __init__(self, pid: int) -> None:
+        super().__init__(lambda: [pid])
         self.pid = pid
-        self.peak = 0
         self.processes: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _sample(self) -> None:
-        total = tree_pss([self.pid])
-        if total > self.peak:
-            self.peak = total
+        before = self.peak
+        super()._sample()
+        if self.peak > before:
             self.processes = _processes(self.pid)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.25):
-            self._sample()
-
-    def __enter__(self) -> _Peak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
 
 
 def one_round(engines: Engines, workdir: Path, args: argparse.Namespace, nats_url: str) -> dict[str, Any]:

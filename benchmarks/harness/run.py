@@ -72,7 +72,7 @@ MODES = {
 }
 
 
-class _Peak:
+class PeakSampler:
     """Samples a system's memory (PSS and RSS sums) in the background; keeps the peaks."""
 
     def __init__(self, pids: Callable[[], list[int]]) -> None:
@@ -90,7 +90,7 @@ class _Peak:
         while not self._stop.wait(0.25):
             self._sample()
 
-    def __enter__(self) -> _Peak:
+    def __enter__(self) -> PeakSampler:
         self._thread.start()
         return self
 
@@ -156,7 +156,7 @@ class Bench:
         either would spill into whatever runs next.
         """
         idle, idle_rss = tree_pss(system.pids()), tree_rss(system.pids())
-        with _Peak(system.pids) as peak:
+        with PeakSampler(system.pids) as peak:
             for workload in WORKLOADS:
                 if workload == "create" and fixed_rate is not None:
                     configs[fixed_rate]()
