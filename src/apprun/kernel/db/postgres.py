@@ -38,6 +38,7 @@ import asyncpg
 import asyncpg.exceptions as pgerr
 
 from apprun.kernel.config import DatabaseConfig
+from apprun.kernel.db.marks import TxMarks
 from apprun.kernel.db.port import FULL_TEXT_REFUSED, Connection, Dialect, PoolStats, Row
 from apprun.kernel.errors import (
     DatabaseUnavailable,
@@ -169,19 +170,14 @@ class _PgConnection:
             raise RuntimeError("a savepoint needs a transaction")
         self._savepoints += 1
         name = f"apprun_sp{self._savepoints}"
-        kept, state = len(callbacks), dict(self.tx_state)
-        notices = len(self._notices) if self._notices is not None else 0
+        marks = TxMarks(callbacks, self.tx_state, self._notices)
         await self.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             # Valid in an aborted transaction too; if it fails (the connection is gone), that error is raised.
             await self.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
-            del callbacks[kept:]
-            if self._notices is not None:
-                del self._notices[notices:]  # a NOTIFY under a rolled-back savepoint is dropped too
-            self.tx_state.clear()
-            self.tx_state.update(state)
+            marks.restore()
             raise
         await self.execute(f"RELEASE SAVEPOINT {name}")
 

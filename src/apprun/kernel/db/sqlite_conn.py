@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import regex
 
+from apprun.kernel.db.marks import TxMarks
 from apprun.kernel.db.port import FULL_TEXT_REFUSED, Dialect, Row
 from apprun.kernel.errors import (
     DatabaseUnavailable,
@@ -266,7 +267,7 @@ class SQLiteConnection:
             raise RuntimeError("a savepoint needs a transaction")
         self._savepoints += 1
         name = f"apprun_sp{self._savepoints}"
-        kept, state = len(callbacks), dict(self.tx_state)
+        marks = TxMarks(callbacks, self.tx_state)
         await self.execute(f"SAVEPOINT {name}")
         try:
             yield
@@ -277,9 +278,7 @@ class SQLiteConnection:
                 raise TransactionLost() from exc
             await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             await self.execute(f"RELEASE SAVEPOINT {name}")
-            del callbacks[kept:]
-            self.tx_state.clear()
-            self.tx_state.update(state)
+            marks.restore()
             raise
         await self.execute(f"RELEASE SAVEPOINT {name}")
 
