@@ -34,6 +34,7 @@ from apprun.kernel.fastpath import FastPath
 from apprun.kernel.middleware import KernelMiddleware
 from tests.data.dataset import Labels, load
 from tests.data.test_query_api import SCENARIOS, send_path
+from tests.data.test_writes import ITEMS, REPR
 from tests.support.accounts import bearer, make_admin_on, register
 from tests.support.pg_databases import PgDatabases
 from tests.support.schema import define
@@ -211,16 +212,6 @@ def test_what_the_data_route_leaves_to_the_framework(path: str, make_settings: A
 
 
 # --- writes: POST /data/{collection} ------------------------------------------------------------
-ITEMS = {
-    "name": "items",
-    "fields": [
-        {"name": "sku", "type": "text", "required": True, "unique": True},
-        {"name": "label", "type": "text", "max_length": 20},
-        {"name": "qty", "type": "integer", "min": 0, "default": 0},
-    ],
-    "rules": dict.fromkeys(("list", "view", "create", "update", "delete"), "authenticated"),
-}
-REPR = {"Prefer": "return=representation"}
 OBJECT = {"Accept": "application/vnd.pgrst.object+json"}
 _NO_BODY: Any = object()
 
