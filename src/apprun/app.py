@@ -33,6 +33,7 @@ from apprun.events.subscriptions import Registry
 from apprun.kernel.config import ConfigError
 from apprun.kernel.docs_page import DocsPage
 from apprun.kernel.fastpath import FastPath, RequestLayers, shadowed_routes
+from apprun.kernel.http import SKIP_COMPRESSION
 from apprun.kernel.http_errors import exception_handlers, json_request_class
 from apprun.kernel.i18n import translator
 from apprun.kernel.logging import configure_logging, get_logger
@@ -92,7 +93,9 @@ def create_app(
     app.state.wiring = modules.wiring
     # Outermost layer (inside Litestar's entry point, outside its router and
     # exception handling), so 404s and framework errors are counted and logged.
-    app.asgi_handler = KernelMiddleware(app.asgi_handler, runtime, _fast_path(settings, modules, app))
+    app.asgi_handler = KernelMiddleware(
+        app.asgi_handler, runtime, _fast_path(settings, modules, app), body_limits=modules.body_limits()
+    )
     return app
 
 
@@ -118,7 +121,11 @@ def _litestar(
     extra_routes: Sequence[ControllerRouterHandler],
 ) -> Litestar:
     """The Litestar application: the kernel's routes, the modules' routes, middleware and dependencies."""
-    cors = CORSConfig(allow_origins=settings.http_cors_origins) if settings.http_cors_origins else None
+    cors = (
+        CORSConfig(allow_origins=settings.http_cors_origins, expose_headers=_exposed_headers(modules))
+        if settings.http_cors_origins
+        else None
+    )
     return Litestar(
         route_handlers=[
             *kernel_routes(
@@ -135,7 +142,7 @@ def _litestar(
         exception_handlers=exception_handlers(),
         request_class=json_request_class(settings.http_max_json_depth),
         request_max_body_size=settings.http_max_body_bytes,
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude_opt_key=SKIP_COMPRESSION),
         cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="apprun",
@@ -147,6 +154,12 @@ def _litestar(
         logging_config=None,
         debug=False,
     )
+
+
+def _exposed_headers(modules: Assembly) -> list[str]:
+    """What a browser's script may read on a cross-origin reply: the kernel's headers, and what the modules name."""
+    kernel = ["X-Request-Id", "Retry-After"]
+    return [*kernel, *(h for h in modules.cors_expose_headers() if h.lower() not in {k.lower() for k in kernel})]
 
 
 def _framework_routes(app: Litestar) -> Iterator[tuple[str, set[str]]]:

@@ -75,6 +75,12 @@ class DataModule(Module):
         return [self.fast]
 
     @override
+    def cors_expose_headers(self) -> Sequence[str]:
+        # PostgREST's reply headers a browser client reads: the count (supabase-js's `count`), a created
+        # row's address, the preferences honoured.
+        return ["Content-Range", "Location", "Preference-Applied"]
+
+    @override
     def openapi_extenders(self) -> Sequence[OpenApiExtender]:
         return [self.openapi]
 

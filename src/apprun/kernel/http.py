@@ -29,8 +29,13 @@ from typing_extensions import override
 from apprun.kernel.context import RequestContext, from_scope
 from apprun.kernel.errors import InternalError
 
+#: The key of a route handler's ``opt`` that keeps the app-wide gzip off its replies
+#: (``opt={SKIP_COMPRESSION: True}``): bytes served as stored, for ``Range``, ``ETag`` and files already compressed.
+SKIP_COMPRESSION = "skip_compression"
+
 __all__ = [
     "CTX",
+    "SKIP_COMPRESSION",
     "CtxDep",
     "TextResponse",
     "kernel_dependencies",

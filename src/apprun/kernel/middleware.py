@@ -17,7 +17,7 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -220,13 +220,22 @@ def _log_access(scope: HTTPScope, route: str, status: int, duration: float, ctx:
 class KernelMiddleware:
     """Wraps the whole application; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, fast: FastPath | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        runtime: Runtime,
+        fast: FastPath | None = None,
+        *,
+        body_limits: Mapping[str, int | None] | None = None,
+    ) -> None:
         self.app = app
         self.runtime = runtime
         #: The modules' fast routes (kernel/fastpath.py), tried before the framework.
         self.fast = fast
         settings = runtime.settings
         self.max_body = settings.http_max_body_bytes
+        #: The modules' own limits by path prefix (`Module.body_limits`), longest prefix first.
+        self.body_limits = sorted((body_limits or {}).items(), key=lambda item: -len(item[0]))
         self.security_headers = _security_headers(not settings.is_dev)
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in settings.http_trusted_proxies]
         self.translator = runtime.translator
@@ -272,8 +281,13 @@ class KernelMiddleware:
         if self.metrics is not None:
             self.metrics.http_in_flight.inc()
         try:
-            if content_length is not None and content_length.isdigit() and int(content_length) > self.max_body:
-                await self._reject(PayloadTooLarge(params={"limit": self.max_body}), ctx, reply)
+            if (
+                content_length is not None
+                and content_length.isdigit()
+                and (limit := self._body_limit(scope["path"])) is not None
+                and int(content_length) > limit
+            ):
+                await self._reject(PayloadTooLarge(params={"limit": limit}), ctx, reply)
             elif self.fast is not None and (matched := self.fast.match(scope)) is not None:
                 route, template, params = matched
                 scope["path_template"] = template  # the access log's and the metrics' route, as the router names it
@@ -283,6 +297,13 @@ class KernelMiddleware:
         finally:
             if self.metrics is not None:
                 self.metrics.http_in_flight.dec()
+
+    def _body_limit(self, path: str) -> int | None:
+        """The largest declared body the kernel lets through to ``path``: a module's own, else HTTP_MAX_BODY_BYTES."""
+        for prefix, limit in self.body_limits:
+            if path.startswith(prefix):
+                return limit
+        return self.max_body
 
     def _observe(self, method: str, route: str, status: int, duration: float) -> None:
         """The Prometheus sample of the request."""

@@ -177,6 +177,28 @@ class Module(ABC):
         """
         return ()
 
+    def body_limits(self) -> Mapping[str, int | None]:
+        """Request bodies it bounds itself, by path prefix: the largest it takes, or None for no kernel limit.
+
+        The kernel refuses a request whose declared ``Content-Length`` passes
+        ``HTTP_MAX_BODY_BYTES`` before routing it (413). A module that takes
+        larger bodies (storage's uploads) names its paths' prefixes here; for
+        those the kernel applies the given limit instead (the longest matching
+        prefix wins), and the module's handlers set Litestar's own
+        ``request_max_body_size`` (None on a route that cuts the stream off at
+        its own limit while reading it).
+        """
+        return {}
+
+    def cors_expose_headers(self) -> Sequence[str]:
+        """Response headers a browser's script may read on a cross-origin reply (data: ``Content-Range``).
+
+        Only the CORS-safelisted headers (``Content-Type``, ``Content-Length``,
+        ``Cache-Control``, ...) are readable without being listed; the kernel
+        adds its own (``X-Request-Id``).
+        """
+        return ()
+
     def dependencies(self) -> Mapping[str, Provide]:
         """Its handlers' dependencies (Litestar ``Provide``), by parameter name (its ``deps.py``).
 

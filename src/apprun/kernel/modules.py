@@ -141,6 +141,17 @@ class Assembly:
     def fast_routes(self) -> list[FastRoute]:
         return [route for module in self.modules for route in module.fast_routes()]
 
+    def body_limits(self) -> dict[str, int | None]:
+        """Every module's `Module.body_limits`; a prefix two modules declare is a `ConfigError`."""
+        return _merged("body limit prefix", {module.name: module.body_limits() for module in self.modules})
+
+    def cors_expose_headers(self) -> list[str]:
+        """Every module's `Module.cors_expose_headers`, once each, in module order."""
+        seen: dict[str, None] = {}
+        for module in self.modules:
+            seen.update((header, None) for header in module.cors_expose_headers())
+        return list(seen)
+
     def dependencies(self) -> dict[str, Provide]:
         """The kernel's (``ctx``) and every module's, by parameter name; a name declared twice is a `ConfigError`."""
         declared = {"kernel": kernel_dependencies(), **{module.name: module.dependencies() for module in self.modules}}
