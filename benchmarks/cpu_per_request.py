@@ -12,6 +12,13 @@ requests (``python -m pstats FILE``).
 
     python -m benchmarks.cpu_per_request view 3000
     python -m benchmarks.cpu_per_request list_auth 3000 --postgres   # a throw-away database on 127.0.0.1:5432
+
+``--target`` prices what apprun adds: ``ceiling`` sends the workload to the
+HTTP benchmark's ceiling (``harness/ceiling_app.py``: the same SQL behind a
+bare ASGI callable, on the same seeded database); ``kernel`` to the kernel's
+middleware alone around a callable that answers a fixed body (request id,
+context, locale, span check, metrics, the access-log line: what every request
+costs whatever it does).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from benchmarks.harness.apprun_system import PRIVATE, PUBLIC
 from benchmarks.harness.pocketbase import BODY, record
 
 WORKLOADS = ("list_public", "list_auth", "view", "create")
+TARGETS = ("apprun", "ceiling", "kernel")
 _PASSWORD = "bench-password-1234"
 #: Rows per collection: enough for a 20-row page, few enough to seed in a second.
 _ROWS = 500
@@ -79,8 +87,8 @@ async def _call(c: httpx.AsyncClient, method: str, path: str, **kw: Any) -> Any:
     return reply.json() if reply.content else None
 
 
-async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str]:
-    """The HTTP benchmarks' two collections, `_ROWS` rows each; returns a user's token and a row id."""
+async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str, str]:
+    """The HTTP benchmarks' two collections, `_ROWS` rows each; a user's token and tenant, and a row id."""
     admin = await _call(c, "POST", "/auth/register", json={"email": "admin@example.com", "password": _PASSWORD})
     async with runtime_of(app).db.transaction() as conn:
         await conn.execute("UPDATE apprun_users SET is_platform_admin = $1 WHERE id = $2", True, admin["user"]["id"])
@@ -92,10 +100,11 @@ async def _seed(app: Any, c: httpx.AsyncClient) -> tuple[str, str]:
     await _call(c, "POST", "/data/bench_public", json=rows, headers={**bearer, "Prefer": "return=minimal"})
     await _call(c, "POST", "/auth/register", json={"email": "user@example.com", "password": _PASSWORD})
     login = {"email": "user@example.com", "password": _PASSWORD}
-    token = str((await _call(c, "POST", "/auth/login", json=login))["access_token"])
+    user = await _call(c, "POST", "/auth/login", json=login)
+    token = str(user["access_token"])
     await _call(c, "POST", "/data/bench_private", json=rows, headers={"Authorization": f"Bearer {token}"})
     first = await _call(c, "GET", "/data/bench_public?select=id&limit=1&order=id")
-    return token, str(first[0]["id"])
+    return token, str(user["tenant_id"]), str(first[0]["id"])
 
 
 def _requests(token: str, row_id: str) -> dict[str, tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]]:
@@ -144,13 +153,46 @@ async def _database(work: Path, postgres: bool) -> Any:
             await conn.close()
 
 
-async def measure(workload: str, n: int, profile: Path | None, *, postgres: bool = False) -> dict[str, Any]:
+def _ceiling(url: str, tenant: str, row_id: str) -> tuple[Asgi, dict[str, tuple[str, str]]]:
+    """The ceiling's ASGI callable on apprun's seeded database, and its request line per workload."""
+    import importlib
+
+    postgres = url.startswith("postgres")
+    os.environ["CEILING_DIALECT"] = "postgres" if postgres else "sqlite"
+    os.environ["CEILING_TENANT"] = tenant
+    if postgres:
+        os.environ["CEILING_PG_DATABASE"] = url.rsplit("/", 1)[1]
+    else:
+        os.environ["CEILING_SQLITE"] = url.removeprefix("sqlite:///")
+    ceiling = importlib.import_module("benchmarks.harness.ceiling_app")
+    lines = {
+        "list_public": ("GET", "/list_public"),
+        "list_auth": ("GET", "/list_auth"),
+        "view": ("GET", f"/view/{row_id}"),
+        "create": ("POST", "/create"),
+    }
+    return ceiling.app, lines
+
+
+def _fixed_body(body: bytes) -> Asgi:
+    """A callable that answers ``body`` whatever the request, as a data route would send it."""
+
+    async def app(_scope: MutableMapping[str, Any], _receive: Any, send: Callable[[Message], Awaitable[None]]) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def measure(
+    workload: str, n: int, profile: Path | None, *, postgres: bool = False, target: str = "apprun"
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="apprun-cpu-"))
     async with _database(work, postgres) as url:
-        return await _measure(workload, n, profile, work, url)
+        return await _measure(workload, n, profile, work, url, target=target)
 
 
-async def _measure(workload: str, n: int, profile: Path | None, work: Path, url: str) -> dict[str, Any]:
+async def _measure(workload: str, n: int, profile: Path | None, work: Path, url: str, *, target: str) -> dict[str, Any]:
     settings = Settings(
         _env_file=None,
         apprun_env="prod",
@@ -166,8 +208,17 @@ async def _measure(workload: str, n: int, profile: Path | None, work: Path, url:
     async with _Lifespan(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-            token, row_id = await _seed(app, c)
+            token, tenant, row_id = await _seed(app, c)
         method, path, query, headers, payload = _requests(token, row_id)[workload]
+        served: Asgi = app
+        if target == "ceiling":
+            served, lines = _ceiling(url, tenant, row_id)
+            method, path = lines[workload]
+            query, headers = b"", [h for h in headers if h[0] != b"authorization"]
+        elif target == "kernel":
+            from apprun.kernel.middleware import KernelMiddleware
+
+            served = KernelMiddleware(_fixed_body(b'{"id":"x"}'), runtime_of(app))  # type: ignore[arg-type]
         statuses: list[int] = []
 
         async def one() -> None:
@@ -191,7 +242,7 @@ async def _measure(workload: str, n: int, profile: Path | None, work: Path, url:
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
 
-            await app(scope, receive, send)
+            await served(scope, receive, send)
 
         for _ in range(200):  # warm-up: caches, plans, the first connections
             await one()
@@ -212,6 +263,7 @@ async def _measure(workload: str, n: int, profile: Path | None, work: Path, url:
             raise RuntimeError(f"{len(failed)} of {n} requests failed (status {failed[0]})")
     return {
         "workload": workload,
+        "target": target,
         "database": url.split(":", 1)[0],
         "requests": n,
         "us_cpu": round(cpu / n * 1e6, 1),
@@ -225,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("n", type=int, nargs="?", default=2000)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured requests here")
     parser.add_argument("--postgres", action="store_true", help="on a throw-away database on 127.0.0.1:5432")
+    parser.add_argument("--target", choices=TARGETS, default="apprun", help="what serves the requests (see above)")
     args = parser.parse_args(argv)
     for name in list(os.environ):
         if name.startswith(("APPRUN_", "DB_", "DATABASE_", "HTTP_", "AUTH_", "PUBSUB_")):
             del os.environ[name]
     # Log lines (the access log included) are written, as in production, but not kept.
     with contextlib.redirect_stdout(io.StringIO()) as sink:
-        result = asyncio.run(measure(args.workload, args.n, args.profile, postgres=args.postgres))
+        result = asyncio.run(measure(args.workload, args.n, args.profile, postgres=args.postgres, target=args.target))
     del sink
     print(json.dumps(result))
     return 0
