@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -148,3 +149,22 @@ async def test_cors_preflight_allows_any_origin_by_default(client: Any) -> None:
 async def test_gzip_for_large_bodies(client: Any) -> None:
     r = await client.get("/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert r.headers.get("content-encoding") == "gzip"
+
+
+def test_forked_workers_make_different_request_ids() -> None:
+    # granian forks its workers from a process that imported the app: each must draw its own ids.
+    from apprun.kernel.middleware import _request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "".join(_request_id(None) for _ in range(3)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    os.close(write)
+    ours = "".join(_request_id(None) for _ in range(3))
+    assert len(child) == len(ours) == 96
+    assert {child[i : i + 32] for i in range(0, 96, 32)}.isdisjoint({ours[i : i + 32] for i in range(0, 96, 32)})
+    assert all(c in "0123456789abcdef" for c in child + ours)
