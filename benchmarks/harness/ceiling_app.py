@@ -74,13 +74,22 @@ _pool: asyncio.Task[asyncpg.Pool] | None = None
 _sqlite: sqlite3.Connection | None = None
 
 
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (``RESET ALL; UNLISTEN *; …``, a round trip), as apprun's pool does."""
+
+
 async def _pg() -> asyncpg.Pool:
     """The worker's pool (10 connections, as apprun's default), created once however many requests arrive first."""
     global _pool  # noqa: PLW0603 - one pool per worker process
     if _pool is None:
         _pool = asyncio.ensure_future(
             asyncpg.create_pool(
-                host="127.0.0.1", port=5432, user="postgres", database=os.environ["CEILING_PG_DATABASE"], max_size=10
+                host="127.0.0.1",
+                port=5432,
+                user="postgres",
+                database=os.environ["CEILING_PG_DATABASE"],
+                max_size=10,
+                reset=_no_reset,
             )
         )
     return await asyncio.shield(_pool)
