@@ -133,8 +133,9 @@ class RowStore:
         return _in_order(json.loads(row[0]), ids)
 
     async def inserted(
-        self, conn: Connection, writer: WriteCompiler, collection: CollectionDef, rows: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+        self, conn: Connection, writer: WriteCompiler, collection: CollectionDef, tenant: str | None,
+        rows: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:  # fmt: skip
         """Insert ``rows``; they come back as `records` would read them, from the INSERT itself.
 
         Its ``RETURNING`` is the row object of the read-back, so the rows
@@ -144,13 +145,27 @@ class RowStore:
         tenant, and row-level security checked it on the way in).
         """
         returning = self.returning(collection)
+        ids = [r["id"] for r in rows]
         parsed: list[dict[str, Any]] = []
         for stmt in writer.insert(collection, rows, returning=returning):
-            parsed += [json.loads(r[0]) for r in await conn.fetch(stmt.sql, *stmt.params)]
-        return _in_order(parsed, [r["id"] for r in rows])
+            if returning is None:
+                await conn.execute(stmt.sql, *stmt.params)
+            else:
+                parsed += [json.loads(r[0]) for r in await conn.fetch(stmt.sql, *stmt.params)]
+        if returning is None:
+            return await self.records(conn, collection, tenant, ids)
+        return _in_order(parsed, ids)
 
-    def returning(self, collection: CollectionDef) -> str:
-        """What an INSERT into ``collection`` returns for `inserted`: a row as ``select=*`` shows it."""
+    def returning(self, collection: CollectionDef) -> str | None:
+        """What an INSERT into ``collection`` returns for `inserted`: a row as ``select=*`` shows it.
+
+        None on SQLite, where the rows are read back: there ``IS NULL`` in a
+        ``RETURNING`` clause is wrong (false for a NULL, in 3.40.1), and the
+        row object tests for NULL (booleans, numbers). In process, the read-back
+        costs a statement, not a round trip.
+        """
+        if self.dialect == "sqlite":
+            return None
         found = self._returning.get(collection.name)
         if found is not None and found[0] is collection:
             return found[1]

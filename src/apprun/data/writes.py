@@ -81,7 +81,7 @@ class DataWrites:
             writer = self.rows.writer()
             if bulk:
                 await self.rows.check_references(conn, collection, tenant, rows)
-                records = await self.rows.inserted(conn, writer, collection, rows)
+                records = await self.rows.inserted(conn, writer, collection, tenant, rows)
                 for record in records:
                     await self.rows.emit(conn, collection, tenant, "created", record=record, old=None)
             else:
@@ -221,18 +221,21 @@ class DataWrites:
             row = {**self.rows.system_values(ctx, collection, tenant), **values}
             await self.rows.check_references(conn, collection, tenant, [row])
             if upsert is None:
-                e.record = (await self.rows.inserted(conn, writer, collection, [row]))[0]
+                e.record = (await self.rows.inserted(conn, writer, collection, tenant, [row]))[0]
             else:
                 target, resolution = upsert
+                returning = self.rows.returning(collection)
                 stmt = writer.insert_unless_conflict(
-                    collection, row, target, lock=resolution == "merge-duplicates",
-                    returning=self.rows.returning(collection),
-                )  # fmt: skip
-                record = await conn.fetchval(stmt.sql, *stmt.params)
-                if record is None:
+                    collection, row, target, lock=resolution == "merge-duplicates", returning=returning or "id"
+                )
+                written = await conn.fetchval(stmt.sql, *stmt.params)
+                if written is None:
                     lost.append(row)
                     raise _LostRace(row)
-                e.record = json.loads(record)
+                if returning is None:
+                    e.record = (await self.rows.records(conn, collection, tenant, [row["id"]]))[0]
+                else:
+                    e.record = json.loads(written)
             await self.rows.emit(conn, collection, tenant, "created", record=e.record, old=None)
 
         # The savepoint puts back what the hooks wrote and what they queued for the commit (events).
