@@ -21,6 +21,7 @@ from apprun.data.schema.catalog import Catalog
 from apprun.data.schema.model import CollectionDef
 from apprun.data.schema.validation import canonical_datetime
 from apprun.data.settings import DataSettings
+from apprun.data.sql.expressions import quote
 from apprun.data.sql.select import SelectCompiler
 from apprun.data.sql.write import WriteCompiler
 from apprun.events.envelope import make_event
@@ -61,6 +62,8 @@ class RowStore:
         self.rbac = rbac
         #: Read-backs by (collection, with a tenant): every write reads its rows back, the same statement.
         self._read_backs: dict[tuple[str, bool], _ReadBack] = {}
+        #: What an INSERT returns, by collection: the row object of the read-back (see `inserted`).
+        self._returning: dict[str, tuple[CollectionDef, str]] = {}
 
     # --- compilers and the transaction ------------------------------------------------
     def reader(self, collections: dict[str, CollectionDef]) -> SelectCompiler:
@@ -127,11 +130,48 @@ class RowStore:
         if plan.tenant_at is not None:
             params[plan.tenant_at] = tenant
         row = await fetch_one(conn, plan.sql, params)
-        parsed: list[dict[str, Any]] = json.loads(row[0])
-        if len(parsed) > 1:  # in the order asked for (the order of the body, or of the targets)
-            position = {record_id: i for i, record_id in enumerate(ids)}
-            parsed.sort(key=lambda r: position.get(r["id"], 0))
-        return parsed
+        return _in_order(json.loads(row[0]), ids)
+
+    async def inserted(
+        self, conn: Connection, writer: WriteCompiler, collection: CollectionDef, tenant: str | None,
+        rows: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Insert ``rows``; they come back as `records` would read them, from the INSERT itself.
+
+        Its ``RETURNING`` is the row object of the read-back, so the rows
+        need no statement of their own (a round trip on PostgreSQL). It
+        sees each row as inserted, defaults included; the read-back's tenant
+        predicate has nothing to take away (every row has the writer's
+        tenant, and row-level security checked it on the way in).
+        """
+        returning = self.returning(collection)
+        ids = [r["id"] for r in rows]
+        parsed: list[dict[str, Any]] = []
+        for stmt in writer.insert(collection, rows, returning=returning):
+            if returning is None:
+                await conn.execute(stmt.sql, *stmt.params)
+            else:
+                parsed += [json.loads(r[0]) for r in await conn.fetch(stmt.sql, *stmt.params)]
+        if returning is None:
+            return await self.records(conn, collection, tenant, ids)
+        return _in_order(parsed, ids)
+
+    def returning(self, collection: CollectionDef) -> str | None:
+        """What an INSERT into ``collection`` returns for `inserted`: a row as ``select=*`` shows it.
+
+        None on SQLite, where the rows are read back: there ``IS NULL`` in a
+        ``RETURNING`` clause is wrong (false for a NULL, in 3.40.1), and the
+        row object tests for NULL (booleans, numbers). In process, the read-back
+        costs a statement, not a round trip.
+        """
+        if self.dialect == "sqlite":
+            return None
+        found = self._returning.get(collection.name)
+        if found is not None and found[0] is collection:
+            return found[1]
+        expr = self.reader({collection.name: collection}).record_object(collection, quote(collection.name))
+        self._returning[collection.name] = (collection, expr)
+        return expr
 
     def _read_back(self, collection: CollectionDef, with_tenant: bool) -> _ReadBack:
         """The read-back statement of ``collection``, compiled once per definition of it.
@@ -242,6 +282,14 @@ async def fetch_one(conn: Connection, sql: str, params: list[Any]) -> Row:
     if row is None:  # pragma: no cover - an aggregate without GROUP BY always returns a row
         raise InternalError()
     return row
+
+
+def _in_order(records: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
+    """``records`` in the order of ``ids`` (the order of the body, or of the targets)."""
+    if len(records) > 1:
+        position = {record_id: i for i, record_id in enumerate(ids)}
+        records.sort(key=lambda r: position.get(r["id"], 0))
+    return records
 
 
 def normalize_id(value: str) -> str:

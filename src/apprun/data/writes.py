@@ -81,10 +81,7 @@ class DataWrites:
             writer = self.rows.writer()
             if bulk:
                 await self.rows.check_references(conn, collection, tenant, rows)
-                for stmt in writer.insert(collection, rows):
-                    await conn.execute(stmt.sql, *stmt.params)
-                ids = [r["id"] for r in rows]
-                records = await self.rows.records(conn, collection, tenant, ids)
+                records = await self.rows.inserted(conn, writer, collection, tenant, rows)
                 for record in records:
                     await self.rows.emit(conn, collection, tenant, "created", record=record, old=None)
             else:
@@ -224,28 +221,30 @@ class DataWrites:
             row = {**self.rows.system_values(ctx, collection, tenant), **values}
             await self.rows.check_references(conn, collection, tenant, [row])
             if upsert is None:
-                for stmt in writer.insert(collection, [row]):
-                    await conn.execute(stmt.sql, *stmt.params)
+                e.record = (await self.rows.inserted(conn, writer, collection, tenant, [row]))[0]
             else:
                 target, resolution = upsert
-                stmt = writer.insert_unless_conflict(collection, row, target, lock=resolution == "merge-duplicates")
-                if await conn.fetchval(stmt.sql, *stmt.params) is None:
+                returning = self.rows.returning(collection)
+                stmt = writer.insert_unless_conflict(
+                    collection, row, target, lock=resolution == "merge-duplicates", returning=returning or "id"
+                )
+                written = await conn.fetchval(stmt.sql, *stmt.params)
+                if written is None:
                     lost.append(row)
                     raise _LostRace(row)
-            e.record = (await self.rows.records(conn, collection, tenant, [row["id"]]))[0]
+                if returning is None:
+                    e.record = (await self.rows.records(conn, collection, tenant, [row["id"]]))[0]
+                else:
+                    e.record = json.loads(written)
             await self.rows.emit(conn, collection, tenant, "created", record=e.record, old=None)
 
+        # The savepoint puts back what the hooks wrote and what they queued for the commit (events).
         savepoint = upsert is not None and self.hooks.has("create", collection.name)
-        if savepoint:
-            await conn.execute("SAVEPOINT apprun_upsert")
-        with contextlib.suppress(_LostRace):  # told by ``lost``, also when a hook swallowed it
-            await run_chain(event, self.hooks.handlers("create", collection.name), final)
-        if lost:
-            if savepoint:
-                await conn.execute("ROLLBACK TO SAVEPOINT apprun_upsert")
-            raise _LostRace(lost[0])
-        if savepoint:
-            await conn.execute("RELEASE SAVEPOINT apprun_upsert")
+        async with conn.savepoint() if savepoint else contextlib.nullcontext():
+            with contextlib.suppress(_LostRace):  # told by ``lost``, also when a hook swallowed it
+                await run_chain(event, self.hooks.handlers("create", collection.name), final)
+            if lost:
+                raise _LostRace(lost[0])
         return event.record
 
     # --- update ---------------------------------------------------------------------------

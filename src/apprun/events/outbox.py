@@ -53,8 +53,13 @@ _waker: list[asyncio.Event] = []
 
 
 async def emit(conn: Connection, event: CloudEvent) -> CloudEvent:
-    """Write ``event`` to the outbox in the caller's transaction; published after commit."""
-    await conn.execute(
+    """Write ``event`` to the outbox in the caller's transaction; published after commit.
+
+    The row is written at the latest with the ``COMMIT`` (`Connection.execute_at_commit`:
+    in the COMMIT's round trip, in a data write on PostgreSQL): nothing reads the outbox
+    in the transaction that emits.
+    """
+    await conn.execute_at_commit(
         "INSERT INTO apprun_event_outbox (id, tenant_id, type, subject, payload, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
         event.id,

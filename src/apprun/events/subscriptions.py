@@ -189,6 +189,9 @@ class _EventConnection:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         return await (await self._open()).fetchval(sql, *args)
 
+    async def execute_at_commit(self, sql: str, *args: Any) -> None:
+        await (await self._open()).execute_at_commit(sql, *args)
+
     async def notify(self, channel: str) -> None:
         await (await self._open()).notify(channel)
 

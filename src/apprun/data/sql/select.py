@@ -175,6 +175,19 @@ class SelectCompiler:
         inner = ", ".join(f"'{_key(k)}', {v}" for k, v in pairs)
         return f"json_object({inner})"
 
+    def record_object(self, collection: CollectionDef, alias: str) -> str:
+        """The JSON object of one row as ``select=*`` shows it (what `row_object` gives for a lone star).
+
+        It names no parameter and no other table, so it can follow an
+        ``INSERT``'s ``RETURNING`` with the table's name as ``alias``.
+        """
+        return self._object(self._star_pairs(collection, alias))
+
+    def _star_pairs(self, collection: CollectionDef, alias: str) -> list[tuple[str, str]]:
+        return [
+            (name, json_value(f"{alias}.{quote(name)}", kind, self.dialect)) for name, kind in self._visible(collection)
+        ]
+
     def _embed_json(self, sql: str) -> str:
         """A JSON-valued subquery placed inside another object."""
         return sql if self.dialect == "postgres" else f"json({sql})"
@@ -196,8 +209,7 @@ class SelectCompiler:
         seen: set[str] = set()
         for item in select:
             if isinstance(item, Star):
-                for name, kind in self._visible(collection):
-                    pairs.append((name, json_value(f"{alias}.{quote(name)}", kind, self.dialect)))
+                pairs.extend(self._star_pairs(collection, alias))
             elif isinstance(item, SelectField):
                 if item.aggregate:
                     raise BadRequest("data.aggregate_in_embed")

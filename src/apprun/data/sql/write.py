@@ -45,10 +45,14 @@ class WriteCompiler:
             f.name for f in collection.column_fields if f.name in present
         ]
 
-    def insert(self, collection: CollectionDef, rows: list[dict[str, Any]]) -> list[Statement]:
-        """``INSERT`` statements for ``rows`` (a column a row lacks is NULL)."""
+    def insert(
+        self, collection: CollectionDef, rows: list[dict[str, Any]], *, returning: str | None = None
+    ) -> list[Statement]:
+        """``INSERT`` statements for ``rows`` (a column a row lacks is NULL), each ``RETURNING`` an expression
+        of the row if given (one that refers to the table by its name; see `SelectCompiler.record_object`)."""
         if not rows:
             return []
+        tail = f" RETURNING {returning}" if returning is not None else ""
         columns = self.columns(collection, rows)
         per_statement = max(1, MAX_PARAMS // len(columns))
         names = ", ".join(quote(c) for c in columns)
@@ -59,7 +63,9 @@ class WriteCompiler:
             for row in rows[start : start + per_statement]:
                 tuples.append("(" + ", ".join(params.add(row.get(c)) for c in columns) + ")")
             out.append(
-                Statement(f"INSERT INTO {quote(collection.name)} ({names}) VALUES {', '.join(tuples)}", params.values)
+                Statement(
+                    f"INSERT INTO {quote(collection.name)} ({names}) VALUES {', '.join(tuples)}{tail}", params.values
+                )
             )
         return out
 
@@ -123,12 +129,14 @@ class WriteCompiler:
         )
 
     def insert_unless_conflict(
-        self, collection: CollectionDef, row: dict[str, Any], target: tuple[str, ...], *, lock: bool
-    ) -> Statement:
+        self, collection: CollectionDef, row: dict[str, Any], target: tuple[str, ...], *, lock: bool,
+        returning: str = "id",
+    ) -> Statement:  # fmt: skip
         """``INSERT`` of one row that writes nothing when a row with the same ``target`` values exists.
 
-        ``RETURNING id`` tells which happened: a row back means inserted, none
-        means a conflict (the same on both databases). ``target`` is the
+        ``RETURNING`` (the id, or an expression of the row as for `insert`)
+        tells which happened: a row back means inserted, none means a
+        conflict (the same on both databases). ``target`` is the
         columns of a unique index, the tenant first for a tenant-scoped
         collection, so another tenant's row can never conflict, let alone be
         changed. With ``lock``, the conflicting row is locked (PostgreSQL locks
@@ -143,7 +151,7 @@ class WriteCompiler:
         action = f"DO UPDATE SET {first} = excluded.{first} WHERE FALSE" if lock else "DO NOTHING"
         return Statement(
             f"INSERT INTO {quote(collection.name)} ({', '.join(quote(c) for c in columns)}) VALUES ({values}) "
-            f"ON CONFLICT ({', '.join(quote(c) for c in target)}) {action} RETURNING id",
+            f"ON CONFLICT ({', '.join(quote(c) for c in target)}) {action} RETURNING {returning}",
             params.values,
         )
 

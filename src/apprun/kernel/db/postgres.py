@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import re
 import time
 import traceback
@@ -136,15 +137,15 @@ class _PgConnection:
     dialect: Dialect = "postgres"
 
     def __init__(
-        self,
-        raw: asyncpg.Connection,
-        after_commit: list[Callable[[], None]] | None = None,
-        notices: list[str] | None = None,
-    ) -> None:
+        self, raw: asyncpg.Connection, after_commit: list[Callable[[], None]] | None = None,
+        tx: _LocalTransaction | None = None,
+    ) -> None:  # fmt: skip
         self._raw = raw
         self._after_commit = after_commit
         #: Channels to notify with the COMMIT (a transaction with settings), else None: notify at once.
-        self._notices = notices
+        self._notices = tx.notices if tx is not None else None
+        #: Statements to send with the COMMIT (a transaction with settings), else None: run them at once.
+        self._at_commit = tx.at_commit if tx is not None else None
         self.tx_state: dict[str, Any] = {}
         #: Savepoints opened so far (their names are numbered).
         self._savepoints = 0
@@ -163,6 +164,12 @@ class _PgConnection:
         elif channel not in self._notices:
             self._notices.append(channel)
 
+    async def execute_at_commit(self, sql: str, *args: Any) -> None:
+        if self._at_commit is None:
+            await self.execute(sql, *args)
+        else:
+            self._at_commit.append(_with_literals(sql, args))
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         callbacks = self._after_commit
@@ -170,7 +177,7 @@ class _PgConnection:
             raise RuntimeError("a savepoint needs a transaction")
         self._savepoints += 1
         name = f"apprun_sp{self._savepoints}"
-        marks = TxMarks(callbacks, self.tx_state, self._notices)
+        marks = TxMarks(callbacks, self.tx_state, *(q for q in (self._notices, self._at_commit) if q is not None))
         await self.execute(f"SAVEPOINT {name}")
         try:
             yield
@@ -218,16 +225,63 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+#: Statements `_with_literals` has split at their parameters (a handful of fixed texts).
+_TEMPLATES: dict[str, list[str]] = {}
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def _with_literals(sql: str, args: Sequence[Any]) -> str:
+    """``sql`` with its ``$n`` replaced by ``args`` as literals, for a simple-query script.
+
+    For the few fixed statements that `execute_at_commit` takes: one with a
+    quote of its own could hold a ``$n`` that is not a parameter, so it is refused.
+    """
+    parts = _TEMPLATES.get(sql)
+    if parts is None:
+        if "'" in sql or "--" in sql or "/*" in sql:
+            raise ValueError("a statement sent with the COMMIT has no literal or comment of its own")
+        parts = _PARAMETER.split(sql)
+        if len(_TEMPLATES) < 256:
+            _TEMPLATES[sql] = parts
+    # parts alternates text and parameter numbers: text, n, text, n, ..., text
+    out = [parts[0]]
+    for i in range(1, len(parts), 2):
+        out.append(_value_literal(args[int(parts[i]) - 1]))
+        out.append(parts[i + 1])
+    return "".join(out)
+
+
+def _value_literal(value: Any) -> str:
+    """A bound value as an SQL literal; its type comes from where it is used (an untyped literal)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return _literal(value.isoformat())
+    if isinstance(value, str):
+        # E'' reads backslashes as escapes whatever standard_conforming_strings says, so doubling
+        # them (and the quotes) keeps any text a literal: client data is quoted here, not only settings.
+        if "\x00" in value:
+            raise ValueError("a text value cannot hold a NUL character")
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    raise TypeError(f"no literal for a {type(value).__name__} sent with the COMMIT")
+
+
 class _LocalTransaction:
     """``BEGIN`` and the transaction's settings in one round trip; ``COMMIT`` or ``ROLLBACK`` at the end.
 
     asyncpg's own transaction sends ``BEGIN`` alone, and the settings would be
     a second round trip. Without arguments, asyncpg sends the script with the
     simple query protocol, which runs several statements at once; the values
-    are quoted as literals (`_literal`).
+    are quoted as literals (`_literal`). The ``COMMIT`` goes the same way,
+    after the statements queued for it (`_PgConnection.execute_at_commit`)
+    and the notifications: if one of them fails, nothing is committed.
     """
 
-    __slots__ = ("notices", "raw", "script")
+    __slots__ = ("at_commit", "notices", "raw", "script")
 
     def __init__(self, raw: asyncpg.Connection, local: Mapping[str, str]) -> None:
         self.raw = raw
@@ -235,6 +289,8 @@ class _LocalTransaction:
         self.script = f"BEGIN; SELECT {sets}"
         #: Channels `_PgConnection.notify` asked for: notified in the COMMIT's round trip.
         self.notices: list[str] = []
+        #: Statements `_PgConnection.execute_at_commit` queued, values in place: sent before the COMMIT.
+        self.at_commit: list[str] = []
 
     async def __aenter__(self) -> _LocalTransaction:
         try:
@@ -246,9 +302,17 @@ class _LocalTransaction:
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
+            queued = "".join(f"{statement}; " for statement in self.at_commit)
             notify = "".join(f"SELECT pg_notify({_literal(channel)}, ''); " for channel in self.notices)
-            await self.raw.execute(f"{notify}COMMIT")
+            try:
+                await self.raw.execute(f"{queued}{notify}COMMIT")
+            except BaseException:
+                await self._rollback()  # a queued statement failed: the transaction is still open, aborted
+                raise
             return
+        await self._rollback()
+
+    async def _rollback(self) -> None:
         if self.raw.is_closed() or not self.raw.is_in_transaction():
             return
         # A cancelled query leaves the connection busy: then the pool rolls back (or drops it) on
@@ -372,7 +436,7 @@ class PostgresDatabase:
             async with self._checkout() as raw:
                 if local:
                     async with _LocalTransaction(raw, local) as tx:
-                        yield _PgConnection(raw, callbacks, tx.notices)
+                        yield _PgConnection(raw, callbacks, tx)
                 else:
                     async with raw.transaction():
                         yield _PgConnection(raw, callbacks)

@@ -251,6 +251,9 @@ class SQLiteConnection:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
 
+    async def execute_at_commit(self, sql: str, *args: Any) -> None:
+        await self.execute(sql, *args)  # in process: nothing to save by waiting
+
     async def notify(self, channel: str) -> None:  # noqa: ARG002 - the Connection protocol's signature
         return None  # nobody listens on SQLite
 
