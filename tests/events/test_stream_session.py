@@ -213,3 +213,30 @@ async def test_a_stream_ends_with_its_session_and_says_why(
         await db.close()
         if nats_server is not None:
             nats_server.stop()
+
+
+async def test_a_credential_gone_between_the_checks_gives_its_own_reason() -> None:
+    # The stream's recheck asks the session first, then RBAC. A key revoked in between passes the
+    # first check and fails the second (its role is gone): the close reason is still the key's.
+    from apprun.events.service import Events
+    from apprun.kernel.context import RequestContext
+
+    class Sessions:
+        def __init__(self) -> None:
+            self.answers = [None, "auth.invalid_api_key"]
+
+        async def recheck(self, _ctx: RequestContext) -> str | None:
+            return self.answers.pop(0)
+
+    class Denying:
+        async def authorize(self, _ctx: RequestContext, _action: str, _obj: str) -> Any:
+            return type("Decision", (), {"allowed": False})()
+
+    events = Events(None, None, Denying())  # type: ignore[arg-type]
+    events.use(sessions=Sessions())
+    ctx = RequestContext(request_id="r", locale="en", client_ip=None)
+    assert await events._still_reads(ctx, ctx) == "auth.invalid_api_key"
+    still_member = Sessions()
+    still_member.answers = [None, None]
+    events.use(sessions=still_member)
+    assert await events._still_reads(ctx, ctx) == "auth.forbidden"  # the rule alone: the reader lost read

@@ -172,7 +172,13 @@ class Events:
             if reason is not None:
                 return reason
         decision = await self.rbac.authorize(reader, "read", "events")
-        return None if decision.allowed else FORBIDDEN
+        if decision.allowed:
+            return None
+        # The credential may have gone between the two checks (a key revoked, a member removed: the
+        # rule then finds no role): its own reason says more than the rule's.
+        if self.sessions is not None and (reason := await self.sessions.recheck(ctx)) is not None:
+            return reason
+        return FORBIDDEN
 
     async def _follow_outbox(self, tenant: str, types: tuple[str, ...]) -> AsyncIterator[CloudEvent]:
         async with self.db.read() as conn:
