@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -750,36 +751,39 @@ def run_all(quick: bool) -> dict[str, Any]:
     runs, small_count, big, huge = (1, 300, 20 * MIB, 256 * MIB) if quick else (3, 2000, 100 * MIB, 1024 * MIB)
     work = Path(tempfile.mkdtemp(prefix="apprun-bench-s3-"))
     results: dict[str, Any] = {"params": {"runs": runs, "small_count": small_count, "big": big, "huge": huge}}
-    with stopped_on_exit() as engines, engines.running(SeaweedFS(work / "seaweedfs")) as server:
-        base = {
-            "BENCH_S3_ENDPOINT": server.endpoint,
-            "BENCH_S3_ACCESS_KEY": server.access_key,
-            "BENCH_S3_SECRET_KEY": server.secret_key,
-            "BENCH_S3_REGION": server.region,
-        }
-        buckets = {name: f"bench-{name.replace('+', '-')}-{uuid.uuid4().hex[:8]}" for name in LIBRARIES + VARIANTS}
-        create_buckets(server, list(buckets.values()))
-        envs = {name: {**base, "BENCH_S3_BUCKET": bucket} for name, bucket in buckets.items()}
-        params = json.dumps(results["params"])
-        # The machine is shared and its load drifts: the libraries take turns, each run in a fresh
-        # process, and the one that goes first alternates.
-        samples: dict[str, list[dict[str, float]]] = {library: [] for library in LIBRARIES}
-        for run in range(runs):
-            for library in LIBRARIES if run % 2 == 0 else LIBRARIES[::-1]:
-                print(f"run {run + 1}/{runs}: {library} …", file=sys.stderr)
-                samples[library].append(in_subprocess(["--worker", library, "--params", params], envs[library]))
-                samples[library][-1].update(in_subprocess(["--import-cost", library], base))
-        for library in LIBRARIES:
-            figures: dict[str, Any] = {
-                key: statistics.median(s[key] for s in samples[library]) for key in samples[library][0]
+    try:
+        with stopped_on_exit() as engines, engines.running(SeaweedFS(work / "seaweedfs")) as server:
+            base = {
+                "BENCH_S3_ENDPOINT": server.endpoint,
+                "BENCH_S3_ACCESS_KEY": server.access_key,
+                "BENCH_S3_SECRET_KEY": server.secret_key,
+                "BENCH_S3_REGION": server.region,
             }
-            figures["runs"] = samples[library]
-            print(f"{library}: {huge // MIB} MiB upload, RSS …", file=sys.stderr)
-            figures.update(in_subprocess(["--rss", library, "--params", params], envs[library]))
-            figures["capabilities"] = in_subprocess(["--checks", library], envs[library])
-            results[library] = figures
-        for variant in VARIANTS:
-            results[variant] = {"capabilities": in_subprocess(["--checks", variant], envs[variant])}
+            buckets = {name: f"bench-{name.replace('+', '-')}-{uuid.uuid4().hex[:8]}" for name in LIBRARIES + VARIANTS}
+            create_buckets(server, list(buckets.values()))
+            envs = {name: {**base, "BENCH_S3_BUCKET": bucket} for name, bucket in buckets.items()}
+            params = json.dumps(results["params"])
+            # The machine is shared and its load drifts: the libraries take turns, each run in a fresh
+            # process, and the one that goes first alternates.
+            samples: dict[str, list[dict[str, float]]] = {library: [] for library in LIBRARIES}
+            for run in range(runs):
+                for library in LIBRARIES if run % 2 == 0 else LIBRARIES[::-1]:
+                    print(f"run {run + 1}/{runs}: {library} …", file=sys.stderr)
+                    samples[library].append(in_subprocess(["--worker", library, "--params", params], envs[library]))
+                    samples[library][-1].update(in_subprocess(["--import-cost", library], base))
+            for library in LIBRARIES:
+                figures: dict[str, Any] = {
+                    key: statistics.median(s[key] for s in samples[library]) for key in samples[library][0]
+                }
+                figures["runs"] = samples[library]
+                print(f"{library}: {huge // MIB} MiB upload, RSS …", file=sys.stderr)
+                figures.update(in_subprocess(["--rss", library, "--params", params], envs[library]))
+                figures["capabilities"] = in_subprocess(["--checks", library], envs[library])
+                results[library] = figures
+            for variant in VARIANTS:
+                results[variant] = {"capabilities": in_subprocess(["--checks", variant], envs[variant])}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the objects written: a few GiB in full mode
     results["exits"] = EXITS
     return results
 
