@@ -43,7 +43,9 @@ class LocalBackend:
         self.staging = self.root / _STAGING
 
     async def put(self, location: Location, chunks: AsyncIterator[bytes]) -> Staged:
-        self._path(location)  # refuse a bad location before writing anything
+        target = self._path(location)  # refuse a bad location before writing anything
+        if await asyncio.to_thread(_conflicts, target, self.root):
+            raise KeyConflict(location.key)
         await asyncio.to_thread(self.staging.mkdir, parents=True, exist_ok=True)
         token = new_id()
         temp = self.staging / token
@@ -66,10 +68,11 @@ class LocalBackend:
         target = self._path(staged.location)
         try:
             await asyncio.to_thread(_replace, self.staging / staged.token, target)
-        except (NotADirectoryError, IsADirectoryError) as exc:
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
             await self.discard(staged)
-            raise KeyConflict(str(staged.location.key)) from exc
+            raise KeyConflict(staged.location.key) from exc
         except OSError as exc:
+            await self.discard(staged)
             raise BackendError(exc.strerror or str(exc)) from exc
 
     async def discard(self, staged: Staged) -> None:
@@ -77,7 +80,8 @@ class LocalBackend:
 
     async def copy(self, source: Location, target: Location) -> Staged:
         src = self._path(source)
-        self._path(target)
+        if await asyncio.to_thread(_conflicts, self._path(target), self.root):
+            raise KeyConflict(target.key)
         await asyncio.to_thread(self.staging.mkdir, parents=True, exist_ok=True)
         token = new_id()
         temp = self.staging / token
@@ -129,14 +133,30 @@ class LocalBackend:
         return await asyncio.to_thread(probe)
 
     def _path(self, location: Location) -> Path:
-        path = self.root / location.scope / location.bucket / location.key
-        # The keys module refuses every path that could escape; this keeps the root a hard boundary anyway.
-        if os.path.commonpath([self.root, os.path.normpath(path)]) != str(self.root) or _STAGING in (
-            location.scope,
-            location.bucket,
-        ):
-            raise BackendError("the key leaves the storage root")
+        # The keys module refuses every key that could escape; this keeps each tenant's directory a hard
+        # boundary anyway: the scope and bucket are one plain segment each, and the key stays beneath them.
+        for segment in (location.scope, location.bucket):
+            if segment in ("", ".", "..", _STAGING) or "/" in segment or "\\" in segment:
+                raise BackendError("not a scope or bucket name")
+        bucket_dir = self.root / location.scope / location.bucket
+        path = bucket_dir / location.key
+        if os.path.commonpath([bucket_dir, os.path.normpath(path)]) != str(bucket_dir) or path == bucket_dir:
+            raise BackendError("the key leaves its bucket")
         return path
+
+
+def _conflicts(target: Path, root: Path) -> bool:
+    """Whether a file stands where ``target`` needs a directory, or a directory where it needs a file.
+
+    Keys ``a`` and ``a/b`` can both exist in S3 but not as files on disk; checked before the bytes are
+    staged, so the refusal costs no upload (publishing checks again, for a key made in between).
+    """
+    if target.is_dir():
+        return True
+    parent = target.parent
+    while parent != root and not parent.exists():
+        parent = parent.parent
+    return parent != root and not parent.is_dir()
 
 
 def _flush(handle: BinaryIO) -> None:
