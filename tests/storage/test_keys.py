@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,21 @@ async def test_a_failed_upload_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         await backend.put(Location("t", "b", "k"), broken())
     assert list((tmp_path / ".staging").iterdir()) == []
+
+
+def test_s3_is_refused_at_start_until_it_is_built(make_settings: Any) -> None:
+    from apprun.app import create_app
+    from apprun.kernel.config import ConfigError
+
+    with pytest.raises(ConfigError, match="STORAGE_BACKEND=s3 is not built yet"):
+        create_app(make_settings(storage_backend="s3"), configure_logs=False)
+
+
+async def test_the_doctor_checks_the_storage_dir(tmp_path: Path) -> None:
+    from apprun.storage.checks import doctor_check
+
+    assert (await doctor_check(tmp_path / "storage")).ok
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = await doctor_check(blocked / "storage")
+    assert (result.ok, result.fix) == (False, "make STORAGE_DIR writable")

@@ -7,17 +7,19 @@ services, and their routes. Its health check is the backend's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
-from apprun.kernel.config import ConfigError, section
-from apprun.kernel.module import HealthCheck, Module, Wiring
+from apprun.kernel.config import ConfigError, KernelSettings, section
+from apprun.kernel.module import DoctorCheck, HealthCheck, Module, Wiring
 from apprun.rbac.service import Rbac
 from apprun.storage.api import storage_router
 from apprun.storage.backends.local import LocalBackend
 from apprun.storage.buckets import Buckets
+from apprun.storage.checks import doctor_check
 from apprun.storage.deps import storage_dependencies
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
@@ -67,3 +69,10 @@ class StorageModule(Module):
     def health_checks(self) -> Mapping[str, HealthCheck]:
         # Required: without its backend the module cannot answer a single object request.
         return {"storage": (self.backend.check, True)}
+
+    @classmethod
+    @override
+    def doctor_checks(cls, settings: KernelSettings) -> Sequence[DoctorCheck]:
+        s = section(settings, StorageSettings)
+        # The S3 store's check arrives with its adapter (part 2); until then s3 is refused at start.
+        return [functools.partial(doctor_check, s.storage_root)] if s.storage_backend == "local" else []
