@@ -6,9 +6,10 @@ object's ETag (quoted MD5), answers ``If-None-Match`` with 304 and one
 ``Range`` with 206 (416 when it selects nothing), names the file for
 ``?download=`` with a header that cannot be broken out of, and sets
 ``Cache-Control`` from the object (``private`` for a private bucket's, so a
-shared cache never keeps what needed a token). A sandboxing
-``Content-Security-Policy`` keeps an uploaded page from running scripts on
-apprun's origin (the kernel's security headers add ``nosniff``).
+shared cache never keeps what needed a token). An uploaded HTML or SVG
+file opened from apprun's origin runs no script there: the kernel's
+security headers give every reply ``Content-Security-Policy: default-src
+'none'`` and ``nosniff``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,6 @@ def download_reply(storage: Storage, found: Download, headers: Any, download: st
         "Cache-Control": cache,
         "Last-Modified": stored.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         "Accept-Ranges": "bytes",
-        # An uploaded HTML or SVG file opened from this origin must not run scripts against it: sandboxed,
-        # it renders as a document with no script and no same-origin access (images embed unaffected).
-        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
     }
     if download is not None:
         reply_headers["Content-Disposition"] = content_disposition(download, stored.name)
