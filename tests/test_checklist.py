@@ -16,10 +16,7 @@ from pathlib import Path
 ITEMS = range(1, 38)
 #: Items about modules that do not exist yet, each with the issue that builds it.
 NOT_YET = {
-    20: "storage (issue 13)",
-    21: "storage (issue 13)",
-    22: "storage (issue 13)",
-    23: "storage (issue 13)",
+    22: "storage's signed URLs (issue 13, part 2)",
     24: "realtime (issue 16)",
     25: "functions (issue 14)",
     26: "functions (issue 14)",

@@ -30,7 +30,7 @@ async def running(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]
 async def test_every_module_is_on_by_default(make_settings: Callable[..., Settings], database_url: str) -> None:
     async with running(make_settings(database_url=database_url)) as client:
         info = (await client.get("/api/v1/system/info")).json()
-        assert info["modules"] == ALL == ["rbac", "tenancy", "events", "auth", "data"]
+        assert info["modules"] == ALL == ["rbac", "tenancy", "events", "auth", "data", "storage"]
 
 
 async def test_without_data(make_settings: Callable[..., Settings], database_url: str) -> None:
@@ -69,7 +69,10 @@ async def test_only_rbac_and_tenancy(make_settings: Callable[..., Settings], dat
     [
         ("rbac,tenancy,auth,data", r"module auth requires module events, which APPRUN_MODULES switches off"),
         ("rbac,events,auth", r"module auth requires module tenancy, which APPRUN_MODULES switches off"),
-        ("rbac,nosuch", r"APPRUN_MODULES names no module nosuch: the modules are rbac, tenancy, events, auth, data"),
+        (
+            "rbac,nosuch",
+            r"APPRUN_MODULES names no module nosuch: the modules are rbac, tenancy, events, auth, data, storage",
+        ),
     ],
 )
 def test_a_module_whose_requirement_is_off_refuses_to_start(

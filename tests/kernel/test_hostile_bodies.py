@@ -30,6 +30,9 @@ from tests.support.test_app import TEST_ROUTES
 pytestmark = pytest.mark.checklist(34)
 
 ERROR_KEYS = {"code", "message", "details", "hint", "request_id"}
+#: Under /storage/v1 the error body also carries Supabase Storage's two keys, which its clients read
+#: (docs/storage.md).
+STORAGE_ERROR_KEYS = ERROR_KEYS | {"statusCode", "error"}
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
@@ -151,7 +154,8 @@ def _problem(kind: str, method: str, template: str, body: Body, reply: Any) -> s
     if status < 400:
         return None if body.acceptable else "accepted"
     error = _json(reply)
-    if not isinstance(error, dict) or set(error) != ERROR_KEYS or error["request_id"] != reply.headers["x-request-id"]:
+    keys = STORAGE_ERROR_KEYS if template.startswith("/storage/v1/") else ERROR_KEYS
+    if not isinstance(error, dict) or set(error) != keys or error["request_id"] != reply.headers["x-request-id"]:
         return "not the error shape"
     refused_first = REFUSED_FIRST.get((kind, method, template))
     if body.code and status != refused_first and (status, error["code"]) != (400, body.code):
