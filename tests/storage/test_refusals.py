@@ -8,6 +8,7 @@ bytes behind: `_nothing_staged` checks the staging directory after every row.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ V1 = "/storage/v1"
 OBJ = f"{V1}/object/files"
 CREATED, UPDATED, DELETED = "apprun.object.created", "apprun.object.updated", "apprun.object.deleted"
 TEXT = {"Content-Type": "text/plain"}
-#: Until the kernel honours ``skip_compression`` (the lead's module hook), the app-wide gzip compresses a
-#: streamed reply and drops its Content-Length; rows that check the length ask for no encoding.
-IDENTITY = {"Accept-Encoding": "identity"}
+#: A client that accepts gzip: file bytes are still served as stored (``SKIP_COMPRESSION``), with their
+#: length and ranges true.
+GZIP = {"Accept-Encoding": "gzip"}
 PNG = {"Content-Type": "image/png"}
 
 #: Keys in a URL that must never reach a backend. A plain ``..``, ``.`` or ``//`` in a URL is resolved by the
@@ -96,7 +97,7 @@ DOWNLOADS = [
          headers={"X-Tenant-Id": "$tenant"}, status=404, code="storage.bucket_not_found"),
     Case("missing object", "GET", f"{OBJ}/none.txt", actor="viewer", status=404, code="storage.object_not_found"),
     Case("bad key", "GET", f"{OBJ}/a/%2e%2e/x", actor="viewer", status=400, code="storage.invalid_key"),
-    Case("viewer downloads", "GET", f"{OBJ}/a.txt", actor="viewer", headers=IDENTITY, contains=["hello!"],
+    Case("viewer downloads", "GET", f"{OBJ}/a.txt", actor="viewer", headers=GZIP, contains=["hello!"],
          response_headers={"ETag": '"$etag"', "Content-Type": "text/plain", "Content-Length": "6",
                            "Cache-Control": "private, max-age=3600", "Accept-Ranges": "bytes",
                            "X-Content-Type-Options": "nosniff",
@@ -105,7 +106,7 @@ DOWNLOADS = [
          response_headers={"ETag": '"$etag"'}),
     Case("another etag", "GET", f"{OBJ}/a.txt", actor="viewer", headers={"If-None-Match": '"nope"'},
          contains=["hello!"]),
-    Case("a range", "GET", f"{OBJ}/a.txt", actor="viewer", headers={"Range": "bytes=1-3", **IDENTITY}, status=206,
+    Case("a range", "GET", f"{OBJ}/a.txt", actor="viewer", headers={"Range": "bytes=1-3", **GZIP}, status=206,
          contains=["ell"], absent=["hello"], response_headers={"Content-Range": "bytes 1-3/6", "Content-Length": "3"}),
     Case("a suffix range", "GET", f"{OBJ}/a.txt", actor="viewer", headers={"Range": "bytes=-2"}, status=206,
          contains=["o!"], response_headers={"Content-Range": "bytes 4-5/6"}),
@@ -226,3 +227,71 @@ async def register_with_bucket(client: Any, bucket: dict[str, Any]) -> dict[str,
     reply = await client.post(f"{V1}/bucket", json=bucket, headers=bearer(owner))
     assert reply.status_code == 200, reply.text
     return owner
+
+
+async def test_uploads_stream_past_the_kernels_body_limit_up_to_the_largest_object(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    """HTTP_MAX_BODY_BYTES bounds JSON bodies; an upload is bounded by STORAGE_MAX_FILE_SIZE, while it streams."""
+    from litestar.testing import AsyncTestClient
+
+    from apprun.app import create_app
+    from apprun.storage.upload_body import FORM_OVERHEAD
+
+    kib = 1024
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'big.db'}", http_max_body_bytes=64 * kib, storage_max_file_size=512 * kib
+    )
+    async with AsyncTestClient(app=create_app(settings, configure_logs=False)) as client:
+        owner = await register_with_bucket(client, {"id": "files"})
+        big = bytes(range(256)) * (300 * kib // 256)  # past the kernel's limit, within the module's
+        raw = await client.post(f"{OBJ}/raw.bin", content=big, headers={**bearer(owner), **TEXT})
+        form = await client.post(
+            "/api/v1/storage/upload?bucket=files&key=form.bin", files={"file": ("f.bin", big)}, headers=bearer(owner)
+        )
+        back = await client.get(f"{OBJ}/raw.bin", headers={**bearer(owner), **GZIP})
+        declared = await client.post(
+            f"{OBJ}/declared.bin", content=b"x" * (512 * kib + FORM_OVERHEAD + 1), headers={**bearer(owner), **TEXT}
+        )
+
+        streamed_status, streamed_body = await _chunked_upload(
+            client.app, f"{OBJ}/streamed.bin", bearer(owner)["Authorization"], [b"x" * kib] * 600
+        )
+        json_body = await client.post(
+            f"{V1}/object/list/files", content=b'{"prefix": "' + b"x" * (100 * kib) + b'"}', headers=bearer(owner)
+        )
+    assert raw.status_code == 200, raw.text
+    assert form.status_code == 201, form.text
+    assert (back.status_code, back.content, back.headers.get("content-encoding")) == (200, big, None)
+    # A declared length past the largest object and a form's fields: refused before the handler runs.
+    assert (declared.status_code, declared.json()["code"]) == (413, "http.payload_too_large")
+    # No length declared: cut off at the first byte past STORAGE_MAX_FILE_SIZE.
+    assert (streamed_status, json.loads(streamed_body)["code"]) == (413, "storage.too_large")
+    # The storage routes that take JSON keep the kernel's limit.
+    assert json_body.status_code == 413, json_body.text
+
+
+async def _chunked_upload(app: Any, path: str, authorization: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST ``chunks`` as separate ASGI messages with no Content-Length (a chunked upload), straight to the app."""
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "state": {},
+        "headers": [(b"host", b"test"), (b"authorization", authorization.encode()), (b"content-type", b"text/plain"),
+                    (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 5000), "server": ("test", 80),
+    }  # fmt: skip
+    status, body = 0, bytearray()
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, bytes(body)

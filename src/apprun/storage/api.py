@@ -21,7 +21,7 @@ from litestar.types import ExceptionHandlersMap
 
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import BadRequest
-from apprun.kernel.http import CtxDep, request_context
+from apprun.kernel.http import SKIP_COMPRESSION, CtxDep, request_context
 from apprun.kernel.http_errors import exception_handlers, render_error
 from apprun.storage.buckets import BucketOptions
 from apprun.storage.deps import StorageDep
@@ -32,7 +32,7 @@ from apprun.storage.upload_body import upload_body
 
 __all__ = ["storage_router"]
 
-_BYTES = {"skip_compression": True}
+_BYTES = {SKIP_COMPRESSION: True}
 #: Supabase Storage's ``error`` names, by status, for clients that branch on them (storage3's ``exists``).
 _ERROR_NAMES = {
     400: "invalid_request",
@@ -158,14 +158,23 @@ async def _upload(
     return {"Key": f"{bucket_id}/{stored.name}", "Id": stored.id}
 
 
-@post("/object/{bucket_id:str}/{path:path}", status_code=200, summary="Upload an object (x-upsert: replace)")
+# Uploads have no framework body limit (request_max_body_size=None): the bytes are counted while they
+# stream, against the bucket's limit (``STORAGE_MAX_FILE_SIZE`` at most; 413 at the first byte past it),
+# the form's other fields are bounded (upload_body.py), and the kernel refuses a declared length past
+# the module's `body_limits`.
+@post(
+    "/object/{bucket_id:str}/{path:path}",
+    status_code=200,
+    request_max_body_size=None,
+    summary="Upload an object (x-upsert: replace)",
+)
 async def upload_object(
     ctx: CtxDep, storage: StorageDep, request: Request[Any, Any, Any], bucket_id: FromPath[str], path: FromPath[str]
 ) -> dict[str, Any]:
     return await _upload(ctx, storage, request, bucket_id, path, replace=False)
 
 
-@put("/object/{bucket_id:str}/{path:path}", summary="Replace an object's bytes")
+@put("/object/{bucket_id:str}/{path:path}", request_max_body_size=None, summary="Replace an object's bytes")
 async def update_object(
     ctx: CtxDep, storage: StorageDep, request: Request[Any, Any, Any], bucket_id: FromPath[str], path: FromPath[str]
 ) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from apprun.storage.deps import storage_dependencies
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
+from apprun.storage.upload_body import FORM_OVERHEAD
 
 if TYPE_CHECKING:
     from litestar.di import Provide
@@ -52,6 +53,7 @@ class StorageModule(Module):
                 "STORAGE_BACKEND=s3 is not built yet (issue 13, part 2): use STORAGE_BACKEND=local (the default)"
             )
         self.backend = LocalBackend(s.storage_root)
+        self.max_file_size = s.storage_max_file_size
         rbac = wiring.get(Rbac)
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
@@ -60,6 +62,18 @@ class StorageModule(Module):
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
         return [storage_router(), *seed_routes()]
+
+    @override
+    def body_limits(self) -> Mapping[str, int | None]:
+        # Uploads stream past HTTP_MAX_BODY_BYTES: the kernel lets a declared length through up to the
+        # largest object and a form's other fields; the upload routes count the bytes themselves.
+        largest = self.max_file_size + FORM_OVERHEAD
+        return {"/storage/v1/object/": largest, "/api/v1/storage/upload": largest}
+
+    @override
+    def cors_expose_headers(self) -> Sequence[str]:
+        # What a browser's script reads of a download: its version, the range served, the file name.
+        return ["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition"]
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:

@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from apprun.kernel.errors import BadRequest
-from apprun.kernel.http import CtxDep
+from apprun.kernel.http import SKIP_COMPRESSION, CtxDep
 from apprun.kernel.ids import new_id
 from apprun.storage.deps import StorageDep
 from apprun.storage.downloads import download_reply
@@ -29,7 +29,13 @@ __all__ = ["seed_routes"]
 DEFAULT_BUCKET = "default"
 
 
-@post("/api/v1/storage/upload", status_code=201, tags=["storage"], summary="Upload a file (multipart form)")
+@post(
+    "/api/v1/storage/upload",
+    status_code=201,
+    tags=["storage"],
+    request_max_body_size=None,  # counted while it streams, as /storage/v1's uploads (api.py)
+    summary="Upload a file (multipart form)",
+)
 async def seed_upload(
     ctx: CtxDep,
     storage: StorageDep,
@@ -59,7 +65,7 @@ async def seed_upload(
     }
 
 
-@get("/api/v1/storage/download/{key:path}", opt={"skip_compression": True}, tags=["storage"], summary="Download a file")
+@get("/api/v1/storage/download/{key:path}", opt={SKIP_COMPRESSION: True}, tags=["storage"], summary="Download a file")
 async def seed_download(
     ctx: CtxDep,
     storage: StorageDep,

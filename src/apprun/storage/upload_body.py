@@ -19,11 +19,13 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 
 from apprun.kernel.errors import BadRequest
 
-__all__ = ["FormUpload", "RawUpload", "upload_body"]
+__all__ = ["FORM_OVERHEAD", "FormUpload", "RawUpload", "upload_body"]
 
 #: A form field other than the file is a name, a number or a small JSON object.
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 16
+#: The most a form adds to its file: every other field at its largest, with the parts' headers.
+FORM_OVERHEAD = (MAX_FIELDS + 1) * (MAX_FIELD_BYTES + 1024)
 
 
 class RawUpload:
