@@ -25,7 +25,7 @@ from apprun.events.bus import EventBus
 from apprun.events.envelope import CloudEvent, decode, encode, make_event, valid_type
 from apprun.events.outbox import emit
 from apprun.events.streams import LiveStream, SessionCheck
-from apprun.events.visibility import EventVisibility, RecordsWithheld
+from apprun.events.visibility import EventVisibility, Visibilities
 from apprun.kernel.context import RequestContext
 from apprun.kernel.db import Database
 from apprun.kernel.errors import BadRequest
@@ -48,7 +48,7 @@ class Events:
         self.bus = bus
         self.rbac = rbac
         self.recheck_every = recheck_every
-        self.visibility: EventVisibility = RecordsWithheld()
+        self.visibility = Visibilities()
         self.sessions: SessionCheck | None = None
 
     def use(self, *, visibility: EventVisibility | None = None, sessions: SessionCheck | None = None) -> None:
@@ -57,9 +57,13 @@ class Events:
         A port whose module is switched off keeps its default: record events withheld, no session re-check.
         """
         if visibility is not None:
-            self.visibility = visibility
+            self.visibility.records = visibility
         if sessions is not None:
             self.sessions = sessions
+
+    def decide(self, prefix: str, visibility: EventVisibility) -> None:
+        """Let a module above decide who receives its events (``prefix``: ``apprun.object.``); see `Visibilities`."""
+        self.visibility.decide(prefix, visibility)
 
     async def _tenant(self, ctx: RequestContext, action: str) -> str:
         await self.rbac.require(ctx, action, "events")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
+from apprun.events.service import Events
 from apprun.kernel.config import ConfigError, KernelSettings, section
 from apprun.kernel.module import DoctorCheck, HealthCheck, Module, Wiring
 from apprun.rbac.service import Rbac
@@ -25,6 +26,7 @@ from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
 from apprun.storage.upload_body import FORM_OVERHEAD
+from apprun.storage.visibility import OBJECT_EVENT_PREFIX, ObjectVisibility
 
 if TYPE_CHECKING:
     from litestar.di import Provide
@@ -58,6 +60,11 @@ class StorageModule(Module):
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
         wiring.provide(self.storage)
+
+    @override
+    def wire(self, wiring: Wiring) -> None:
+        # Object events reach a reader of the tenant's events only if they may read the bucket.
+        wiring.get(Events).decide(OBJECT_EVENT_PREFIX, ObjectVisibility(wiring.get(Rbac)))
 
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
