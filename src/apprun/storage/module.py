@@ -18,6 +18,7 @@ from apprun.kernel.config import ConfigError, KernelSettings, section
 from apprun.kernel.module import DoctorCheck, HealthCheck, Module, Wiring
 from apprun.rbac.service import Rbac
 from apprun.storage.api import storage_router
+from apprun.storage.backends.instrumented import InstrumentedBackend, StorageMetrics
 from apprun.storage.backends.local import LocalBackend
 from apprun.storage.buckets import Buckets
 from apprun.storage.checks import doctor_check
@@ -54,7 +55,7 @@ class StorageModule(Module):
             raise ConfigError(
                 "STORAGE_BACKEND=s3 is not built yet (issue 13, part 2): use STORAGE_BACKEND=local (the default)"
             )
-        self.backend = LocalBackend(s.storage_root)
+        self.backend = InstrumentedBackend(LocalBackend(s.storage_root), StorageMetrics(runtime.metrics.registry))
         self.max_file_size = s.storage_max_file_size
         rbac = wiring.get(Rbac)
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
