@@ -16,6 +16,7 @@ from typing_extensions import override
 from apprun.events.service import Events
 from apprun.kernel.config import ConfigError, KernelSettings, section
 from apprun.kernel.module import DoctorCheck, HealthCheck, Module, Wiring
+from apprun.kernel.runtime import stop_step
 from apprun.rbac.service import Rbac
 from apprun.storage.api import storage_router
 from apprun.storage.backends.instrumented import InstrumentedBackend, StorageMetrics
@@ -26,10 +27,12 @@ from apprun.storage.deps import storage_dependencies
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
+from apprun.storage.sweeper import Sweeper
 from apprun.storage.upload_body import FORM_OVERHEAD
 from apprun.storage.visibility import OBJECT_EVENT_PREFIX, ObjectVisibility
 
 if TYPE_CHECKING:
+    import typer
     from litestar.di import Provide
     from litestar.types import ControllerRouterHandler
 
@@ -60,7 +63,9 @@ class StorageModule(Module):
         rbac = wiring.get(Rbac)
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
+        self.sweeper = Sweeper(self.backend, age=s.storage_sweep_age_seconds, interval=s.storage_sweep_interval_seconds)
         wiring.provide(self.storage)
+        wiring.provide(self.sweeper)
 
     @override
     def wire(self, wiring: Wiring) -> None:
@@ -91,6 +96,21 @@ class StorageModule(Module):
     def health_checks(self) -> Mapping[str, HealthCheck]:
         # Required: without its backend the module cannot answer a single object request.
         return {"storage": (self.backend.check, True)}
+
+    @override
+    async def start(self, runtime: Runtime) -> None:
+        self.sweeper.start()
+
+    @override
+    async def stop(self, runtime: Runtime) -> None:
+        await stop_step(self.sweeper.close(), "storage.sweeper")
+
+    @classmethod
+    @override
+    def cli(cls) -> Mapping[str, typer.Typer]:
+        from apprun.storage.cli import storage_app
+
+        return {"storage": storage_app}
 
     @classmethod
     @override

@@ -27,6 +27,12 @@ class StorageSettings(KernelSettings):
     storage_max_file_size: int = Field(
         50 * 1024 * 1024, ge=1, description="bytes an object may have when its bucket sets no file_size_limit"
     )
+    storage_sweep_age_seconds: float = Field(
+        3600.0, gt=0, description="staged bytes untouched this long are an upload a crash cut off: removed"
+    )
+    storage_sweep_interval_seconds: float = Field(
+        600.0, ge=0, description="how often each worker sweeps staged bytes (0: never; `apprun storage sweep`)"
+    )
     # The S3 adapter is part 2 of issue 13; the fields are declared so configurations can be written now.
     s3_endpoint: str | None = Field(None, description="the S3 endpoint URL (STORAGE_BACKEND=s3)")
     s3_bucket: str | None = Field(None, description="the one S3 bucket apprun keeps every object in")

@@ -5,7 +5,7 @@ and implements the same port by delegation, so the service never knows:
 
 - ``apprun_storage_operations_total{operation, outcome}``: calls, by
   operation (``put``, ``publish``, ``discard``, ``copy``, ``get``, ``head``,
-  ``delete``) and outcome (``ok``, ``error``; ``aborted``: a download the
+  ``delete``, ``sweep``) and outcome (``ok``, ``error``; ``aborted``: a download the
   client left before its end);
 - ``apprun_storage_operation_seconds{operation}``: how long they took (a
   download's time runs until its last chunk);
@@ -135,6 +135,9 @@ class InstrumentedBackend:
 
     async def delete(self, location: Location) -> None:
         await self._call("delete", location.bucket, lambda: self.inner.delete(location))
+
+    async def sweep(self, older_than: float) -> int:
+        return await self._call("sweep", None, lambda: self.inner.sweep(older_than))
 
     async def check(self) -> str:
         return await self.inner.check()

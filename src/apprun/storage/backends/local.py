@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -77,6 +78,10 @@ class LocalBackend:
 
     async def discard(self, staged: Staged) -> None:
         await asyncio.to_thread(_unlink, self.staging / staged.token)
+
+    async def sweep(self, older_than: float) -> int:
+        # A staged file's modification time is its upload's last write: one still streaming stays.
+        return await asyncio.to_thread(_sweep, self.staging, time.time() - older_than)
 
     async def copy(self, source: Location, target: Location) -> Staged:
         src = self._path(source)
@@ -203,3 +208,20 @@ def _prune_empty_dirs(directory: Path, root: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def _sweep(staging: Path, cutoff: float) -> int:
+    """Remove the files of ``staging`` last written before ``cutoff`` (Unix time); how many."""
+    try:
+        entries = list(os.scandir(staging))
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # another worker's sweep, or its publish, took it first
+            continue
+    return removed

@@ -94,6 +94,14 @@ class StorageBackend(Protocol):
         """Remove the object's bytes (missing bytes are not an error)."""
         ...
 
+    async def sweep(self, older_than: float) -> int:
+        """Remove staged bytes nothing has written to for ``older_than`` seconds; how many.
+
+        What an upload cut off by a crash (kill -9, a lost machine) left
+        staged: no row names them, and no upload still writes them.
+        """
+        ...
+
     async def check(self) -> str:
         """For the health check: a short message, or an exception when the backend cannot be used."""
         ...
