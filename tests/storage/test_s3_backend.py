@@ -11,9 +11,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
 
@@ -22,31 +20,18 @@ from apprun.storage.backends.port import BackendError, Location
 from apprun.storage.backends.s3 import PART_SIZE, S3Backend
 from apprun.storage.settings import StorageSettings
 from apprun.testing.engines import SeaweedFS
+from tests.storage.conftest import s3_admin, s3_bucket, s3_settings
 from tests.support.live import LiveServer
 
 TENANT = "0f3c2b9e-1111-4222-8333-944455556666"
 
 
-def s3_bucket(seaweedfs: SeaweedFS) -> str:
-    """A fresh bucket on the endpoint (names are global to it)."""
-    name = f"t-{secrets.token_hex(6)}"
-    _admin(seaweedfs).create_bucket(Bucket=name)
-    return name
-
-
-def _admin(seaweedfs: SeaweedFS) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=seaweedfs.endpoint,
-        aws_access_key_id=seaweedfs.access_key,
-        aws_secret_access_key=seaweedfs.secret_key,
-        region_name=seaweedfs.region,
-    )
-
-
 def bucket_keys(seaweedfs: SeaweedFS, bucket: str) -> list[str]:
     listed = _admin(seaweedfs).list_objects_v2(Bucket=bucket)
     return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+_admin = s3_admin
 
 
 @pytest.fixture
@@ -191,10 +176,8 @@ def test_missing_s3_settings_are_named() -> None:
 def test_apprun_serve_on_s3_exits_cleanly_after_uploads(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
     """obstore's runtime threads can abort a process at exit (benchmarks/RESULTS.md): SIGTERM must give 0."""
     bucket = s3_bucket(seaweedfs)
-    env = {
-        "STORAGE_BACKEND": "s3", "S3_ENDPOINT": seaweedfs.endpoint, "S3_BUCKET": bucket,
-        "S3_ACCESS_KEY": seaweedfs.access_key, "S3_SECRET_KEY": seaweedfs.secret_key, "LOG_LEVEL": "warning",
-    }  # fmt: skip
+    env = {name.upper(): str(value) for name, value in s3_settings(seaweedfs, bucket).items()}
+    env["LOG_LEVEL"] = "warning"
     for run in range(3):
         server = LiveServer(tmp_path / f"run{run}", env)
         server.start(timeout=60)
@@ -220,3 +203,16 @@ def test_apprun_serve_on_s3_exits_cleanly_after_uploads(seaweedfs: SeaweedFS, tm
 
 
 _BINARY = {"Content-Type": "application/octet-stream"}
+
+
+async def test_the_doctor_reaches_the_store(seaweedfs: SeaweedFS, bucket: str) -> None:
+    from apprun.storage.checks import s3_doctor_check
+
+    ok = await s3_doctor_check(StorageSettings(_env_file=None, **s3_settings(seaweedfs, bucket)))
+    assert (ok.name, ok.ok) == ("storage s3", True), ok
+    wrong = await s3_doctor_check(
+        StorageSettings(_env_file=None, **{**s3_settings(seaweedfs, bucket), "s3_secret_key": "wrong"})
+    )
+    assert (wrong.ok, wrong.required) == (False, True)
+    unset = await s3_doctor_check(StorageSettings(storage_backend="s3", _env_file=None))
+    assert not unset.ok and "S3_BUCKET" in unset.detail
