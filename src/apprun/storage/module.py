@@ -1,8 +1,8 @@
 """The storage module, as the kernel sees it: buckets and objects, Supabase Storage's API and the seed's paths.
 
-It builds the backend named by ``STORAGE_BACKEND`` (local disk; S3 is issue
-13's part 2 and refused at start until then), the `Buckets` and `Storage`
-services, and their routes. Its health check is the backend's.
+It builds the backend named by ``STORAGE_BACKEND`` (local disk, or one S3
+bucket), the `Buckets` and `Storage` services, and their routes. Its health
+check is the backend's; its stop lets go of an S3 store.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 from typing_extensions import override
 
 from apprun.events.service import Events
-from apprun.kernel.config import ConfigError, KernelSettings, section
+from apprun.kernel.config import KernelSettings, section
 from apprun.kernel.module import DoctorCheck, HealthCheck, Module, Wiring
 from apprun.kernel.runtime import stop_step
 from apprun.rbac.service import Rbac
 from apprun.storage.api import storage_router
 from apprun.storage.backends.instrumented import InstrumentedBackend, StorageMetrics
 from apprun.storage.backends.local import LocalBackend
+from apprun.storage.backends.s3 import S3Backend
 from apprun.storage.buckets import Buckets
-from apprun.storage.checks import doctor_check
+from apprun.storage.checks import doctor_check, s3_backend, s3_doctor_check
 from apprun.storage.deps import storage_dependencies
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
@@ -54,11 +55,10 @@ class StorageModule(Module):
 
     def __init__(self, runtime: Runtime, wiring: Wiring) -> None:
         s = section(runtime.settings, StorageSettings)
-        if s.storage_backend == "s3":
-            raise ConfigError(
-                "STORAGE_BACKEND=s3 is not built yet (issue 13, part 2): use STORAGE_BACKEND=local (the default)"
-            )
-        self.backend = InstrumentedBackend(LocalBackend(s.storage_root), StorageMetrics(runtime.metrics.registry))
+        self.inner: LocalBackend | S3Backend = (
+            s3_backend(s) if s.storage_backend == "s3" else LocalBackend(s.storage_root)
+        )
+        self.backend = InstrumentedBackend(self.inner, StorageMetrics(runtime.metrics.registry))
         self.max_file_size = s.storage_max_file_size
         rbac = wiring.get(Rbac)
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
@@ -104,6 +104,8 @@ class StorageModule(Module):
     @override
     async def stop(self, runtime: Runtime) -> None:
         await stop_step(self.sweeper.close(), "storage.sweeper")
+        if isinstance(self.inner, S3Backend):
+            await self.inner.close()
 
     @classmethod
     @override
@@ -116,5 +118,6 @@ class StorageModule(Module):
     @override
     def doctor_checks(cls, settings: KernelSettings) -> Sequence[DoctorCheck]:
         s = section(settings, StorageSettings)
-        # The S3 store's check arrives with its adapter (part 2); until then s3 is refused at start.
-        return [functools.partial(doctor_check, s.storage_root)] if s.storage_backend == "local" else []
+        if s.storage_backend == "s3":
+            return [functools.partial(s3_doctor_check, s)]
+        return [functools.partial(doctor_check, s.storage_root)]

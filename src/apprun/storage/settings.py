@@ -8,11 +8,11 @@ The names are the environment variables the seed architecture gives them
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from apprun.kernel.config import KernelSettings
+from apprun.kernel.config import ConfigError, KernelSettings
 
 __all__ = ["StorageSettings"]
 
@@ -21,7 +21,7 @@ class StorageSettings(KernelSettings):
     """The storage module's section of the settings."""
 
     storage_backend: Literal["local", "s3"] = Field(
-        "local", description="where object bytes live: local disk, or an S3 store (not built yet)"
+        "local", description="where object bytes live: local disk, or one bucket of an S3 store"
     )
     storage_dir: Path | None = Field(None, description="the local backend's root (default: APPRUN_DATA_DIR/storage)")
     storage_max_file_size: int = Field(
@@ -33,8 +33,7 @@ class StorageSettings(KernelSettings):
     storage_sweep_interval_seconds: float = Field(
         600.0, ge=0, description="how often each worker sweeps staged bytes (0: never; `apprun storage sweep`)"
     )
-    # The S3 adapter is part 2 of issue 13; the fields are declared so configurations can be written now.
-    s3_endpoint: str | None = Field(None, description="the S3 endpoint URL (STORAGE_BACKEND=s3)")
+    s3_endpoint: str | None = Field(None, description="the S3 endpoint URL (STORAGE_BACKEND=s3; unset: AWS)")
     s3_bucket: str | None = Field(None, description="the one S3 bucket apprun keeps every object in")
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
@@ -45,3 +44,36 @@ class StorageSettings(KernelSettings):
     def storage_root(self) -> Path:
         """The local backend's root: ``STORAGE_DIR``, else ``storage`` in the data dir."""
         return (self.storage_dir or self.data_dir / "storage").expanduser().resolve()
+
+    def s3_arguments(self) -> dict[str, Any]:
+        """`S3Backend.connect`'s arguments; a `ConfigError` naming every missing one, or a file size S3 cannot copy."""
+        # Imported here: the settings section is read by the CLI and doctor without loading obstore.
+        from apprun.storage.backends.s3 import MAX_OBJECT_SIZE
+
+        missing = [
+            name
+            for name, value in (
+                ("S3_BUCKET", self.s3_bucket),
+                ("S3_ACCESS_KEY", self.s3_access_key),
+                ("S3_SECRET_KEY", self.s3_secret_key and self.s3_secret_key.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"STORAGE_BACKEND=s3 needs {', '.join(missing)} (and S3_ENDPOINT unless the store is AWS)"
+            )
+        if self.storage_max_file_size > MAX_OBJECT_SIZE:
+            raise ConfigError(
+                f"STORAGE_MAX_FILE_SIZE={self.storage_max_file_size} is past what the S3 backend can publish "
+                f"(S3 copies at most {MAX_OBJECT_SIZE} bytes, 5 GiB, in one request): lower it"
+            )
+        assert self.s3_secret_key is not None  # noqa: S101 - checked just above
+        return {
+            "endpoint": self.s3_endpoint or None,
+            "bucket": self.s3_bucket,
+            "access_key": self.s3_access_key,
+            "secret_key": self.s3_secret_key.get_secret_value(),
+            "region": self.s3_region,
+            "path_style": self.s3_force_path_style,
+        }

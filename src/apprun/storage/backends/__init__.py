@@ -1,1 +1,1 @@
-"""Where object bytes live: the port (`port.py`) and its adapters (`local.py`; S3 in part 2)."""
+"""Where object bytes live: the port (`port.py`) and its adapters (`local.py`, `s3.py`)."""
