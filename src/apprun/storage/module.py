@@ -7,6 +7,9 @@ services, and their routes. Its health check is the backend's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -24,7 +27,9 @@ from apprun.storage.deps import storage_dependencies
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
+from apprun.storage.tus_api import RESUMABLE, tus_routes
 from apprun.storage.upload_body import FORM_OVERHEAD
+from apprun.storage.uploads import Uploads
 
 if TYPE_CHECKING:
     from litestar.di import Provide
@@ -58,26 +63,54 @@ class StorageModule(Module):
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
         wiring.provide(self.storage)
+        expiry = dt.timedelta(seconds=s.storage_upload_expiry)
+        self.uploads = Uploads(self.storage, s.storage_root, expiry=expiry)
+        # Expired uploads linger at most a tenth of their lifetime (and never more than 10 minutes).
+        self._sweep_interval = min(s.storage_upload_expiry / 10, 600.0)
+        self._tasks: list[asyncio.Task[None]] = []
 
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
-        return [storage_router(), *seed_routes()]
+        return [storage_router(tus_routes()), *seed_routes()]
 
     @override
     def body_limits(self) -> Mapping[str, int | None]:
         # Uploads stream past HTTP_MAX_BODY_BYTES: the kernel lets a declared length through up to the
         # largest object and a form's other fields; the upload routes count the bytes themselves.
         largest = self.max_file_size + FORM_OVERHEAD
-        return {"/storage/v1/object/": largest, "/api/v1/storage/upload": largest}
+        # A TUS PATCH is a chunk of one object: never more than the largest object (the upload's remaining
+        # length is counted while it streams).
+        return {
+            "/storage/v1/object/": largest,
+            "/api/v1/storage/upload": largest,
+            "/storage/v1" + RESUMABLE: self.max_file_size,
+        }
 
     @override
     def cors_expose_headers(self) -> Sequence[str]:
         # What a browser's script reads of a download: its version, the range served, the file name.
-        return ["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition"]
+        # TUS clients in a browser read the upload's progress and place from these (tus-js-client, Uppy).
+        tus = ["Upload-Offset", "Upload-Length", "Location", "Tus-Resumable", "Tus-Version", "Tus-Extension"]
+        tus += ["Tus-Max-Size", "Upload-Expires", "Upload-Metadata"]
+        return ["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition", *tus]
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:
-        return storage_dependencies(self.storage)
+        return storage_dependencies(self.storage, self.uploads)
+
+    @override
+    async def start(self, runtime: Runtime) -> None:
+        self._tasks.append(
+            asyncio.create_task(self.uploads.run_sweeper(self._sweep_interval), name="apprun-storage-uploads-sweep")
+        )
+
+    @override
+    async def stop(self, runtime: Runtime) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
 
     @override
     def health_checks(self) -> Mapping[str, HealthCheck]:

@@ -27,6 +27,9 @@ class StorageSettings(KernelSettings):
     storage_max_file_size: int = Field(
         50 * 1024 * 1024, ge=1, description="bytes an object may have when its bucket sets no file_size_limit"
     )
+    storage_upload_expiry: int = Field(
+        86400, ge=60, description="seconds a resumable (TUS) upload may take before it expires and is removed"
+    )
     # The S3 adapter is part 2 of issue 13; the fields are declared so configurations can be written now.
     s3_endpoint: str | None = Field(None, description="the S3 endpoint URL (STORAGE_BACKEND=s3)")
     s3_bucket: str | None = Field(None, description="the one S3 bucket apprun keeps every object in")
