@@ -259,16 +259,20 @@ class Uploads:
                 await asyncio.to_thread(handle.write, chunk)
                 written += len(chunk)
                 if written - durable >= PERSIST_EVERY:
-                    await self._checkpoint(state.id, handle, durable, written)
+                    await asyncio.to_thread(_sync, handle)
+                    await self._record(state.id, durable, written)
                     durable = written
         finally:
             if written > durable:
-                # Shielded: a disconnect cancels the request's task, and what arrived must still be kept.
-                await asyncio.shield(self._checkpoint(state.id, handle, durable, written))
+                # What arrived before the body ended or broke off is kept. The fsync runs here, not in a
+                # thread, so it is done before the caller closes the file even if this task is cancelled
+                # (at most PERSIST_EVERY bytes); the row's UPDATE is shielded from the cancellation.
+                _sync(handle)
+                await asyncio.shield(self._record(state.id, durable, written))
         return UploadState(**{**_fields(state), "offset": written})
 
-    async def _checkpoint(self, upload_id: str, handle: BinaryIO, before: int, after: int) -> None:
-        await asyncio.to_thread(_sync, handle)
+    async def _record(self, upload_id: str, before: int, after: int) -> None:
+        """The stored offset raised to ``after``: only once those bytes are fsynced."""
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE apprun_storage_uploads SET upload_offset = $1 WHERE id = $2 AND upload_offset = $3",
