@@ -11,13 +11,14 @@ compressed. Upload bodies are streamed, never read whole (`upload_body`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ControllerRouterHandler, ExceptionHandlersMap
 
 from apprun.kernel.context import RequestContext
 from apprun.kernel.errors import BadRequest
@@ -283,8 +284,9 @@ def storage_exception_handlers() -> ExceptionHandlersMap:
     return dict.fromkeys(exception_handlers(), _storage_error)
 
 
-def storage_router() -> Router:
-    """Every ``/storage/v1`` route, with Supabase Storage's error body."""
+def storage_router(extra: Sequence[ControllerRouterHandler] = ()) -> Router:
+    """Every ``/storage/v1`` route, with Supabase Storage's error body; ``extra``: the module's other
+    files' routes under the same path (tus_api.py's)."""
     return Router(
         path="/storage/v1",
         tags=["storage"],
@@ -306,5 +308,6 @@ def storage_router() -> Router:
             move_object,
             copy_object,
             remove_objects,
+            *extra,
         ],
     )

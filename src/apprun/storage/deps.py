@@ -10,12 +10,15 @@ from litestar.di import NamedDependency, Provide
 
 from apprun.kernel.http import provide_service
 from apprun.storage.service import Storage
+from apprun.storage.uploads import Uploads
 
-__all__ = ["StorageDep", "storage_dependencies"]
+__all__ = ["StorageDep", "UploadsDep", "storage_dependencies"]
 
 StorageDep = NamedDependency[Storage]
+#: The TUS routes' one service (it holds `Storage`, which commits a finished upload).
+UploadsDep = NamedDependency[Uploads]
 
 
-def storage_dependencies(storage: Storage) -> dict[str, Provide]:
-    """What `StorageModule.dependencies` returns: the service under its handlers' parameter name."""
-    return {"storage": provide_service(storage)}
+def storage_dependencies(storage: Storage, uploads: Uploads) -> dict[str, Provide]:
+    """What `StorageModule.dependencies` returns: the services under their handlers' parameter names."""
+    return {"storage": provide_service(storage), "uploads": provide_service(uploads)}

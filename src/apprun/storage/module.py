@@ -7,6 +7,9 @@ check is the backend's; its stop lets go of an S3 store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -29,7 +32,9 @@ from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
 from apprun.storage.sweeper import Sweeper
+from apprun.storage.tus_api import RESUMABLE, tus_routes
 from apprun.storage.upload_body import FORM_OVERHEAD
+from apprun.storage.uploads import Uploads
 from apprun.storage.visibility import OBJECT_EVENT_PREFIX, ObjectVisibility
 
 if TYPE_CHECKING:
@@ -65,6 +70,11 @@ class StorageModule(Module):
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
         self.sweeper = Sweeper(self.backend, age=s.storage_sweep_age_seconds, interval=s.storage_sweep_interval_seconds)
         wiring.provide(self.storage)
+        expiry = dt.timedelta(seconds=s.storage_upload_expiry)
+        self.uploads = Uploads(self.storage, s.storage_root, expiry=expiry)
+        # Expired uploads linger at most a tenth of their lifetime (and never more than 10 minutes).
+        self._sweep_interval = min(s.storage_upload_expiry / 10, 600.0)
+        self._tasks: list[asyncio.Task[None]] = []
         wiring.provide(self.sweeper)
 
     @override
@@ -74,23 +84,32 @@ class StorageModule(Module):
 
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
-        return [storage_router(), *seed_routes()]
+        return [storage_router(tus_routes()), *seed_routes()]
 
     @override
     def body_limits(self) -> Mapping[str, int | None]:
         # Uploads stream past HTTP_MAX_BODY_BYTES: the kernel lets a declared length through up to the
         # largest object and a form's other fields; the upload routes count the bytes themselves.
         largest = self.max_file_size + FORM_OVERHEAD
-        return {"/storage/v1/object/": largest, "/api/v1/storage/upload": largest}
+        # A TUS PATCH is a chunk of one object: never more than the largest object (the upload's remaining
+        # length is counted while it streams).
+        return {
+            "/storage/v1/object/": largest,
+            "/api/v1/storage/upload": largest,
+            "/storage/v1" + RESUMABLE: self.max_file_size,
+        }
 
     @override
     def cors_expose_headers(self) -> Sequence[str]:
         # What a browser's script reads of a download: its version, the range served, the file name.
-        return ["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition"]
+        # TUS clients in a browser read the upload's progress and place from these (tus-js-client, Uppy).
+        tus = ["Upload-Offset", "Upload-Length", "Location", "Tus-Resumable", "Tus-Version", "Tus-Extension"]
+        tus += ["Tus-Max-Size", "Upload-Expires", "Upload-Metadata"]
+        return ["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition", *tus]
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:
-        return storage_dependencies(self.storage)
+        return storage_dependencies(self.storage, self.uploads)
 
     @override
     def health_checks(self) -> Mapping[str, HealthCheck]:
@@ -99,10 +118,19 @@ class StorageModule(Module):
 
     @override
     async def start(self, runtime: Runtime) -> None:
+        # Two cleaners: staged bytes of uploads a crash cut off, and resumable uploads past their expiry.
         self.sweeper.start()
+        self._tasks.append(
+            asyncio.create_task(self.uploads.run_sweeper(self._sweep_interval), name="apprun-storage-uploads-sweep")
+        )
 
     @override
     async def stop(self, runtime: Runtime) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
         await stop_step(self.sweeper.close(), "storage.sweeper")
         if isinstance(self.inner, S3Backend):
             await self.inner.close()

@@ -33,6 +33,9 @@ class StorageSettings(KernelSettings):
     storage_sweep_interval_seconds: float = Field(
         600.0, ge=0, description="how often each worker sweeps staged bytes (0: never; `apprun storage sweep`)"
     )
+    storage_upload_expiry: int = Field(
+        86400, ge=60, description="seconds a resumable (TUS) upload may take before it expires and is removed"
+    )
     s3_endpoint: str | None = Field(None, description="the S3 endpoint URL (STORAGE_BACKEND=s3; unset: AWS)")
     s3_bucket: str | None = Field(None, description="the one S3 bucket apprun keeps every object in")
     s3_access_key: str | None = None

@@ -1,4 +1,4 @@
-"""The storage module's tables: buckets, and the objects in them.
+"""The storage module's tables: buckets, the objects in them, and resumable uploads under way.
 
 Defined on the kernel's one `metadata`; created by the migrations in
 ``storage/migrations/`` (branch ``storage``). A bucket and its objects belong
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from apprun.kernel.db.schema import id_column, metadata, timestamp
 
-__all__ = ["storage_buckets", "storage_objects"]
+__all__ = ["storage_buckets", "storage_objects", "storage_uploads"]
 
 _GLOBAL = sa.text("tenant_id IS NULL")
 
@@ -68,4 +68,30 @@ storage_objects = sa.Table(
         sqlite_where=_GLOBAL,
         postgresql_where=_GLOBAL,
     ),
+)
+
+#: A TUS upload under way (storage/uploads.py): where its object will go and how many bytes have arrived.
+#: Its bytes are in ``STORAGE_DIR/.uploads/<id>``; the row goes when the object is committed, the upload
+#: is terminated, or the cleanup pass finds it past ``expires_at``. ``upload_length``/``upload_offset``:
+#: ``offset`` is a reserved word in PostgreSQL.
+storage_uploads = sa.Table(
+    "apprun_storage_uploads",
+    metadata,
+    id_column(primary_key=True),
+    id_column("tenant_id", nullable=False),
+    sa.Column("bucket", sa.String(100), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("upload_length", sa.BigInteger, nullable=False),
+    #: Bytes durably written to the staging file (fsynced before this is raised).
+    sa.Column("upload_offset", sa.BigInteger, nullable=False),
+    #: The uploader's metadata for the object, a JSON object.
+    sa.Column("metadata", sa.Text, nullable=True),
+    sa.Column("upsert", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("content_type", sa.String(255), nullable=True),
+    sa.Column("cache_control", sa.String(255), nullable=True),
+    id_column("created_by", nullable=True),
+    timestamp("expires_at", nullable=False),
+    timestamp("created_at", nullable=False),
+    sa.ForeignKeyConstraint(["tenant_id"], ["apprun_tenants.id"], ondelete="CASCADE"),
+    sa.Index("ix_apprun_storage_uploads_expires_at", "expires_at"),
 )
