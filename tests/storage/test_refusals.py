@@ -8,8 +8,8 @@ bytes behind: `_nothing_staged` checks the staging directory after every row.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 from apprun.kernel.db import Database
 from tests.storage.conftest import people, stored_keys
 from tests.support.accounts import bearer
+from tests.support.same_loop import same_loop_client
 from tests.support.scenarios import Case, run_all
 
 pytestmark = pytest.mark.checklist(20, 21)
@@ -231,8 +232,6 @@ async def test_uploads_stream_past_the_kernels_body_limit_up_to_the_largest_obje
     make_settings: Any, tmp_path: Path
 ) -> None:
     """HTTP_MAX_BODY_BYTES bounds JSON bodies; an upload is bounded by STORAGE_MAX_FILE_SIZE, while it streams."""
-    from litestar.testing import AsyncTestClient
-
     from apprun.app import create_app
     from apprun.storage.upload_body import FORM_OVERHEAD
 
@@ -240,7 +239,7 @@ async def test_uploads_stream_past_the_kernels_body_limit_up_to_the_largest_obje
     settings = make_settings(
         database_url=f"sqlite:///{tmp_path / 'big.db'}", http_max_body_bytes=64 * kib, storage_max_file_size=512 * kib
     )
-    async with AsyncTestClient(app=create_app(settings, configure_logs=False)) as client:
+    async with same_loop_client(create_app(settings, configure_logs=False)) as client:
         owner = await register_with_bucket(client, {"id": "files"})
         big = bytes(range(256)) * (300 * kib // 256)  # past the kernel's limit, within the module's
         raw = await client.post(f"{OBJ}/raw.bin", content=big, headers={**bearer(owner), **TEXT})
@@ -252,9 +251,11 @@ async def test_uploads_stream_past_the_kernels_body_limit_up_to_the_largest_obje
             f"{OBJ}/declared.bin", content=b"x" * (512 * kib + FORM_OVERHEAD + 1), headers={**bearer(owner), **TEXT}
         )
 
-        streamed_status, streamed_body = await _chunked_upload(
-            client.app, f"{OBJ}/streamed.bin", bearer(owner)["Authorization"], [b"x" * kib] * 600
-        )
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: sent chunk by chunk
+            for _ in range(600):
+                yield b"x" * kib
+
+        streamed = await client.post(f"{OBJ}/streamed.bin", content=chunked(), headers={**bearer(owner), **TEXT})
         json_body = await client.post(
             f"{V1}/object/list/files", content=b'{"prefix": "' + b"x" * (100 * kib) + b'"}', headers=bearer(owner)
         )
@@ -264,32 +265,6 @@ async def test_uploads_stream_past_the_kernels_body_limit_up_to_the_largest_obje
     # A declared length past the largest object and a form's fields: refused before the handler runs.
     assert (declared.status_code, declared.json()["code"]) == (413, "http.payload_too_large")
     # No length declared: cut off at the first byte past STORAGE_MAX_FILE_SIZE.
-    assert (streamed_status, json.loads(streamed_body)["code"]) == (413, "storage.too_large")
+    assert (streamed.status_code, streamed.json()["code"]) == (413, "storage.too_large")
     # The storage routes that take JSON keep the kernel's limit.
     assert json_body.status_code == 413, json_body.text
-
-
-async def _chunked_upload(app: Any, path: str, authorization: str, chunks: list[bytes]) -> tuple[int, bytes]:
-    """POST ``chunks`` as separate ASGI messages with no Content-Length (a chunked upload), straight to the app."""
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "state": {},
-        "headers": [(b"host", b"test"), (b"authorization", authorization.encode()), (b"content-type", b"text/plain"),
-                    (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 5000), "server": ("test", 80),
-    }  # fmt: skip
-    status, body = 0, bytearray()
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        else:
-            body.extend(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, bytes(body)

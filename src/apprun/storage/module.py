@@ -28,6 +28,7 @@ from apprun.storage.backends.s3 import S3Backend
 from apprun.storage.buckets import Buckets
 from apprun.storage.checks import doctor_check, s3_backend, s3_doctor_check
 from apprun.storage.deps import storage_dependencies
+from apprun.storage.quota import Quota
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
@@ -67,7 +68,8 @@ class StorageModule(Module):
         self.max_file_size = s.storage_max_file_size
         rbac = wiring.get(Rbac)
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
-        self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
+        quota = Quota(runtime.db, s.storage_tenant_quota_bytes)
+        self.storage = Storage(runtime.db, rbac, self.backend, self.buckets, quota)
         self.sweeper = Sweeper(self.backend, age=s.storage_sweep_age_seconds, interval=s.storage_sweep_interval_seconds)
         wiring.provide(self.storage)
         expiry = dt.timedelta(seconds=s.storage_upload_expiry)

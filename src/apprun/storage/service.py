@@ -51,6 +51,7 @@ from apprun.storage.buckets import Buckets, bucket_object, tenant_of
 from apprun.storage.keys import object_key
 from apprun.storage.listing import ListOptions, list_folder
 from apprun.storage.mime import essence, mime_allowed
+from apprun.storage.quota import QUOTA_EXCEEDED, Quota
 from apprun.storage.rows import OBJECT_COLUMNS, Bucket, StoredObject, fetch_object, object_of, scope_sql
 
 __all__ = ["CREATED", "DELETED", "UPDATED", "Download", "Storage", "Upload"]
@@ -91,11 +92,14 @@ class Download:
 class Storage:
     """The storage service: `Buckets` for the buckets, this for the objects in them."""
 
-    def __init__(self, db: Database, rbac: Rbac, backend: StorageBackend, buckets: Buckets) -> None:
+    def __init__(
+        self, db: Database, rbac: Rbac, backend: StorageBackend, buckets: Buckets, quota: Quota | None = None
+    ) -> None:
         self.db = db
         self.rbac = rbac
         self.backend = backend
         self.buckets = buckets
+        self.quota = quota or Quota(db, 0)
 
     # --- uploads ------------------------------------------------------
     async def upload(
@@ -109,7 +113,13 @@ class Storage:
             await self.rbac.require(ctx, "update", bucket_object(bucket_id))
         bucket = await self.buckets.find(tenant_of(ctx), bucket_id)
         location = _location(bucket, name)
-        staged = await self._stage(location, bucket, body)
+        # What a replacement frees counts towards the quota's room (checked again, exactly, at commit).
+        freed = 0
+        if (upsert or replace) and self.quota.limit:
+            async with self.db.read() as conn:
+                old = await fetch_object(conn, bucket.tenant_id, bucket.id, name)
+            freed = old.size if old is not None else 0
+        staged = await self._stage(location, bucket, body, freed=freed)
         try:
             stored, event = await self._commit_upload(ctx, bucket, name, staged, body, upsert=upsert, replace=replace)
         except BaseException:
@@ -118,10 +128,16 @@ class Storage:
         await self._publish(stored, staged, event)
         return stored
 
-    async def _stage(self, location: Location, bucket: Bucket, body: Upload) -> Staged:
+    async def _stage(self, location: Location, bucket: Bucket, body: Upload, *, freed: int = 0) -> Staged:
         limit = self.buckets.size_limit(bucket)
+        refusal = PayloadTooLarge("storage.too_large", params={"limit": limit})
+        room = await self.quota.room(bucket.tenant_id)
+        if room is not None and room + freed < limit:  # the tenant's quota is the nearer bound
+            used = self.quota.limit - room
+            limit = room + freed
+            refusal = PayloadTooLarge(QUOTA_EXCEEDED, params={"limit": self.quota.limit, "used": used})
         try:
-            return await self.backend.put(location, _checked(body, bucket, limit))
+            return await self.backend.put(location, _checked(body, bucket, limit, refusal))
         except KeyConflict as exc:
             raise Conflict("storage.key_conflict") from exc
         except BackendError as exc:
@@ -155,6 +171,7 @@ class Storage:
                         raise Conflict("storage.object_exists", params={"name": name})
                     if old is None and replace:
                         raise NotFound("storage.object_not_found")
+                    await self.quota.hold(conn, bucket.tenant_id, staged.size - (old.size if old else 0))
                     if old is None:
                         object_id = new_id()
                         await conn.execute(
@@ -261,6 +278,7 @@ class Storage:
             async with self.db.transaction() as conn:
                 if await fetch_object(conn, bucket.tenant_id, bucket.id, dst) is not None:
                     raise Conflict("storage.object_exists", params={"name": dst})
+                await self.quota.hold(conn, bucket.tenant_id, staged.size)
                 now = utcnow()
                 await conn.execute(
                     "INSERT INTO apprun_storage_objects (id, tenant_id, bucket_id, name, size, mime_type, etag, "
@@ -291,6 +309,7 @@ class Storage:
                     raise NotFound("storage.object_not_found")
                 if await fetch_object(conn, bucket.tenant_id, bucket.id, dst) is not None:
                     raise Conflict("storage.object_exists", params={"name": dst})
+                await self.quota.hold(conn, bucket.tenant_id, staged.size)
                 await conn.execute(
                     "UPDATE apprun_storage_objects SET name = $1, updated_at = $2 WHERE id = $3",
                     dst,
@@ -378,7 +397,7 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return json.dumps(value) if value is not None else None
 
 
-async def _checked(body: Upload, bucket: Bucket, limit: int) -> AsyncIterator[bytes]:
+async def _checked(body: Upload, bucket: Bucket, limit: int, refusal: PayloadTooLarge) -> AsyncIterator[bytes]:
     """``body``'s bytes, refused as they arrive: a MIME type the bucket does not take before the first byte
     is stored, and the byte past the size limit before it is written (413, the staged bytes removed)."""
     checked = False
@@ -389,7 +408,7 @@ async def _checked(body: Upload, bucket: Bucket, limit: int) -> AsyncIterator[by
             checked = True
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge("storage.too_large", params={"limit": limit})
+            raise refusal
         yield chunk
     if not checked:
         _check_type(body.content_type, bucket)

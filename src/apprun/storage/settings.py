@@ -27,6 +27,9 @@ class StorageSettings(KernelSettings):
     storage_max_file_size: int = Field(
         50 * 1024 * 1024, ge=1, description="bytes an object may have when its bucket sets no file_size_limit"
     )
+    storage_tenant_quota_bytes: int = Field(
+        0, ge=0, description="bytes a tenant's objects may weigh together (0: no quota)"
+    )
     storage_sweep_age_seconds: float = Field(
         3600.0, gt=0, description="staged bytes untouched this long are an upload a crash cut off: removed"
     )
