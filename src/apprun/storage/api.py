@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.types import ExceptionHandlersMap
@@ -283,8 +284,9 @@ def storage_exception_handlers() -> ExceptionHandlersMap:
     return dict.fromkeys(exception_handlers(), _storage_error)
 
 
-def storage_router() -> Router:
-    """Every ``/storage/v1`` route, with Supabase Storage's error body."""
+def storage_router(*extra: HTTPRouteHandler) -> Router:
+    """Every ``/storage/v1`` route, with Supabase Storage's error body; ``extra``: the other ``*_api`` files'
+    routes, which the module hands in (only it imports the api files)."""
     return Router(
         path="/storage/v1",
         tags=["storage"],
@@ -306,5 +308,6 @@ def storage_router() -> Router:
             move_object,
             copy_object,
             remove_objects,
+            *extra,
         ],
     )

@@ -10,12 +10,15 @@ from litestar.di import NamedDependency, Provide
 
 from apprun.kernel.http import provide_service
 from apprun.storage.service import Storage
+from apprun.storage.signing import SignedUrls
 
-__all__ = ["StorageDep", "storage_dependencies"]
+__all__ = ["SignedDep", "StorageDep", "storage_dependencies"]
 
 StorageDep = NamedDependency[Storage]
+#: The signed links' and rendered images' service (which holds `Storage`).
+SignedDep = NamedDependency[SignedUrls]
 
 
-def storage_dependencies(storage: Storage) -> dict[str, Provide]:
-    """What `StorageModule.dependencies` returns: the service under its handlers' parameter name."""
-    return {"storage": provide_service(storage)}
+def storage_dependencies(storage: Storage, signed: SignedUrls) -> dict[str, Provide]:
+    """What `StorageModule.dependencies` returns: the services under their handlers' parameter names."""
+    return {"storage": provide_service(storage), "signed": provide_service(signed)}

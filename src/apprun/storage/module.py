@@ -21,9 +21,12 @@ from apprun.storage.backends.local import LocalBackend
 from apprun.storage.buckets import Buckets
 from apprun.storage.checks import doctor_check
 from apprun.storage.deps import storage_dependencies
+from apprun.storage.render import Renditions
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
+from apprun.storage.signed_api import render_routes, signed_routes
+from apprun.storage.signing import SignedUrls, Signer
 from apprun.storage.upload_body import FORM_OVERHEAD
 
 if TYPE_CHECKING:
@@ -58,10 +61,12 @@ class StorageModule(Module):
         self.buckets = Buckets(runtime.db, rbac, max_file_size=s.storage_max_file_size)
         self.storage = Storage(runtime.db, rbac, self.backend, self.buckets)
         wiring.provide(self.storage)
+        signer = Signer(runtime.settings.jwt_secret_value())
+        self.signed = SignedUrls(self.storage, signer, Renditions(self.backend))
 
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
-        return [storage_router(), *seed_routes()]
+        return [storage_router(*signed_routes(), *render_routes()), *seed_routes()]
 
     @override
     def body_limits(self) -> Mapping[str, int | None]:
@@ -77,7 +82,7 @@ class StorageModule(Module):
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:
-        return storage_dependencies(self.storage)
+        return storage_dependencies(self.storage, self.signed)
 
     @override
     def health_checks(self) -> Mapping[str, HealthCheck]:
