@@ -90,3 +90,10 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
     with pytest.raises(BadRequest) as refused:
         render(bomb, Transform(10, 10))
     assert refused.value.code == "storage.image_too_large"
+
+
+def test_a_bomb_past_pillows_own_bound_is_too_large_not_broken() -> None:
+    bomb = _png(15000, 15000, mode="1")  # 225 megapixels: Pillow itself refuses it at open
+    with pytest.raises(BadRequest) as refused:
+        render(bomb, Transform(10, 10))
+    assert refused.value.code == "storage.image_too_large"
