@@ -97,3 +97,15 @@ def test_a_bomb_past_pillows_own_bound_is_too_large_not_broken() -> None:
     with pytest.raises(BadRequest) as refused:
         render(bomb, Transform(10, 10))
     assert refused.value.code == "storage.image_too_large"
+
+
+@pytest.mark.parametrize(("orientation", "size"), [(1, (100, 50)), (6, (100, 200))])
+def test_a_jpeg_decoded_at_a_smaller_scale_keeps_its_size_and_orientation(
+    orientation: int, size: tuple[int, int]
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # a camera held upright stores the pixels turned and says so here
+    buffer = io.BytesIO()
+    Image.new("RGB", (1600, 800), "blue").save(buffer, "JPEG", exif=exif)
+    out, content_type = render(buffer.getvalue(), Transform(100, None))
+    assert (content_type, Image.open(io.BytesIO(out)).size) == ("image/jpeg", size)
