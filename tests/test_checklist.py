@@ -16,7 +16,6 @@ from pathlib import Path
 ITEMS = range(1, 38)
 #: Items about modules that do not exist yet, each with the issue that builds it.
 NOT_YET = {
-    22: "storage's signed URLs (issue 13, part 2)",
     24: "realtime (issue 16)",
     25: "functions (issue 14)",
     26: "functions (issue 14)",

@@ -68,6 +68,23 @@ def stored_keys(settings: Any) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+def read_stored(settings: Any, key: str) -> bytes:
+    """The bytes the backend holds under ``key`` (as `stored_keys` names it)."""
+    if settings.storage_backend == "s3":
+        body: bytes = s3_admin_for(settings).get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+        return body
+    data: bytes = (settings.storage_root / key).read_bytes()
+    return data
+
+
+def write_stored(settings: Any, key: str, data: bytes) -> None:
+    """Put ``data`` under ``key`` behind apprun's back (to tell a cached copy from a fresh one)."""
+    if settings.storage_backend == "s3":
+        s3_admin_for(settings).put_object(Bucket=settings.s3_bucket, Key=key, Body=data)
+    else:
+        (settings.storage_root / key).write_bytes(data)
+
+
 def s3_admin_for(settings: Any) -> Any:
     return boto3.client(
         "s3",

@@ -11,6 +11,7 @@ import httpx
 from tests.support.accounts import PASSWORD, bearer
 from tests.support.live import LiveServer
 from tests.support.otlp import OtlpReceiver
+from tests.support.polling import eventually
 from tests.support.test_app import prepare
 
 
@@ -45,6 +46,13 @@ async def test_backend_calls_are_counted_and_traced(tmp_path: Path, make_setting
                     assert up.status_code == 200, up.text
                     down = await http.get("/storage/v1/object/b/f.bin", headers=auth)
                     assert down.content == b"x" * 5000
+
+                    # A download's call ends when its stream does, a moment after the client has every byte.
+                    async def get_counted() -> bool:
+                        text = (await http.get("/metrics")).text
+                        return _sample(text, "apprun_storage_operations_total", operation="get", outcome="ok") >= 1
+
+                    await eventually(get_counted, "the download's backend call to be counted")
                     metrics = (await http.get("/metrics")).text
                 spans = receiver.wait_for(lambda s: s.name == "storage put" and s.trace_id == trace_id)
                 receiver.wait_for(lambda s: s.name == "storage publish" and s.trace_id == trace_id)

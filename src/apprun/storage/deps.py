@@ -10,15 +10,18 @@ from litestar.di import NamedDependency, Provide
 
 from apprun.kernel.http import provide_service
 from apprun.storage.service import Storage
+from apprun.storage.signing import SignedUrls
 from apprun.storage.uploads import Uploads
 
-__all__ = ["StorageDep", "UploadsDep", "storage_dependencies"]
+__all__ = ["SignedDep", "StorageDep", "UploadsDep", "storage_dependencies"]
 
 StorageDep = NamedDependency[Storage]
 #: The TUS routes' one service (it holds `Storage`, which commits a finished upload).
 UploadsDep = NamedDependency[Uploads]
+#: The signed links' and rendered images' service (which holds `Storage`).
+SignedDep = NamedDependency[SignedUrls]
 
 
-def storage_dependencies(storage: Storage, uploads: Uploads) -> dict[str, Provide]:
+def storage_dependencies(storage: Storage, uploads: Uploads, signed: SignedUrls) -> dict[str, Provide]:
     """What `StorageModule.dependencies` returns: the services under their handlers' parameter names."""
-    return {"storage": provide_service(storage), "uploads": provide_service(uploads)}
+    return {"storage": provide_service(storage), "uploads": provide_service(uploads), "signed": provide_service(signed)}

@@ -29,9 +29,12 @@ from apprun.storage.buckets import Buckets
 from apprun.storage.checks import doctor_check, s3_backend, s3_doctor_check
 from apprun.storage.deps import storage_dependencies
 from apprun.storage.quota import Quota
+from apprun.storage.render import Renditions
 from apprun.storage.seed_api import seed_routes
 from apprun.storage.service import Storage
 from apprun.storage.settings import StorageSettings
+from apprun.storage.signed_api import render_routes, signed_routes
+from apprun.storage.signing import SignedUrls, Signer
 from apprun.storage.sweeper import Sweeper
 from apprun.storage.tus_api import RESUMABLE, tus_routes
 from apprun.storage.upload_body import FORM_OVERHEAD
@@ -78,6 +81,8 @@ class StorageModule(Module):
         self._sweep_interval = min(s.storage_upload_expiry / 10, 600.0)
         self._tasks: list[asyncio.Task[None]] = []
         wiring.provide(self.sweeper)
+        signer = Signer(runtime.settings.jwt_secret_value())
+        self.signed = SignedUrls(self.storage, signer, Renditions(self.backend))
 
     @override
     def wire(self, wiring: Wiring) -> None:
@@ -86,7 +91,7 @@ class StorageModule(Module):
 
     @override
     def routes(self) -> Sequence[ControllerRouterHandler]:
-        return [storage_router(tus_routes()), *seed_routes()]
+        return [storage_router([*tus_routes(), *signed_routes(), *render_routes()]), *seed_routes()]
 
     @override
     def body_limits(self) -> Mapping[str, int | None]:
@@ -111,7 +116,7 @@ class StorageModule(Module):
 
     @override
     def dependencies(self) -> Mapping[str, Provide]:
-        return storage_dependencies(self.storage, self.uploads)
+        return storage_dependencies(self.storage, self.uploads, self.signed)
 
     @override
     def health_checks(self) -> Mapping[str, HealthCheck]:

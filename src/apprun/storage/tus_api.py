@@ -65,8 +65,12 @@ def _empty(*, status_code: int, headers: dict[str, str]) -> Response[None]:
     return Response(None, status_code=status_code, headers=headers, media_type=MediaType.TEXT)
 
 
-def _progress(state: UploadState) -> dict[str, str]:
-    return {"Tus-Resumable": VERSION, "Upload-Offset": str(state.offset), "Upload-Expires": http_date(state.expires_at)}
+def _progress(upload: UploadState) -> dict[str, str]:
+    return {
+        "Tus-Resumable": VERSION,
+        "Upload-Offset": str(upload.offset),
+        "Upload-Expires": http_date(upload.expires_at),
+    }
 
 
 @route(RESUMABLE, http_method=[HttpMethod.OPTIONS], status_code=204, summary="TUS: the server's capabilities")
@@ -95,10 +99,10 @@ async def tus_create(ctx: CtxDep, uploads: UploadsDep, request: Request[Any, Any
         declared = _content_length(request)
         if with_data and declared is not None and declared > length:
             raise BadRequest("storage.tus_header", params={"name": "Content-Length"})
-        state, _ = await uploads.create(ctx, meta, length, upsert=upsert)
-        if with_data and not state.done:
-            state, _ = await uploads.append(ctx, state, 0, request.stream(), declared)
-    return _empty(status_code=201, headers={"Location": f"{_PREFIX}/{state.id}", **_progress(state)})
+        upload, _ = await uploads.create(ctx, meta, length, upsert=upsert)
+        if with_data and not upload.done:
+            upload, _ = await uploads.append(ctx, upload, 0, request.stream(), declared)
+    return _empty(status_code=201, headers={"Location": f"{_PREFIX}/{upload.id}", **_progress(upload)})
 
 
 @head(RESUMABLE + "/{upload_id:str}", summary="TUS: where to resume an upload")
@@ -107,18 +111,18 @@ async def tus_head(
 ) -> Response[None]:
     with _tus_errors():
         check_resumable(request.headers)
-        state = await uploads.find(ctx, upload_id)
+        upload = await uploads.find(ctx, upload_id)
     metadata = encode_metadata(
         {
-            "bucketName": state.bucket,
-            "objectName": state.key,
-            "contentType": state.content_type,
-            "cacheControl": state.cache_control,
+            "bucketName": upload.bucket,
+            "objectName": upload.key,
+            "contentType": upload.content_type,
+            "cacheControl": upload.cache_control,
         }
     )
     headers = {
-        **_progress(state),
-        "Upload-Length": str(state.length),
+        **_progress(upload),
+        "Upload-Length": str(upload.length),
         "Upload-Metadata": metadata,
         # The offset changes with every PATCH: a cached answer would resume at the wrong byte.
         "Cache-Control": "no-store",
@@ -136,9 +140,9 @@ async def tus_patch(
         if content_type != OCTET_STREAM:
             raise ApiError("storage.tus_content_type", status=415, params={"type": OCTET_STREAM})
         offset = parse_offset(request.headers)
-        state = await uploads.find(ctx, upload_id)
-        state, _ = await uploads.append(ctx, state, offset, request.stream(), _content_length(request))
-    return _empty(status_code=204, headers=_progress(state))
+        upload = await uploads.find(ctx, upload_id)
+        upload, _ = await uploads.append(ctx, upload, offset, request.stream(), _content_length(request))
+    return _empty(status_code=204, headers=_progress(upload))
 
 
 @delete(RESUMABLE + "/{upload_id:str}", status_code=204, summary="TUS: abandon an upload")
