@@ -49,7 +49,9 @@ def download_reply(storage: Storage, found: Download, headers: Any, download: st
             headers={"Content-Range": f"bytes */{stored.size}"},
         )
     if wanted is None:
-        start, end, status = 0, None, 200
+        # The last byte named, not left open: a stream that ends with it is whole (the metrics tell a
+        # download the server closed after its last byte from one the client left).
+        start, end, status = 0, (stored.size - 1 if stored.size else None), 200
         # The stored type as uploaded: Litestar would add "; charset=utf-8" to a text/* type it is given.
         reply_headers["Content-Type"] = stored.mime_type
         reply_headers["Content-Length"] = str(stored.size)

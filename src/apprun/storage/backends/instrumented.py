@@ -20,6 +20,7 @@ backend's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -118,12 +119,17 @@ class InstrumentedBackend:
     async def get(self, location: Location, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         begun = time.perf_counter()
         span = self._span("get", location.bucket)
+        sent = 0
         try:
             async for chunk in self.inner.get(location, start, end):
                 self._bytes_out.inc(len(chunk))
+                sent += len(chunk)
                 yield chunk
-        except GeneratorExit:  # the client went away mid-download: not the backend's failure
-            self._done("get", "aborted", begun, span, None)
+        except (GeneratorExit, asyncio.CancelledError):
+            # The stream was closed before its end: after its last byte (the server may end a reply once
+            # its Content-Length is sent), or because the client went away: not the backend's failure.
+            whole = end is not None and sent == end - start + 1
+            self._done("get", "ok" if whole else "aborted", begun, span, None)
             raise
         except BaseException as exc:
             self._done("get", "error", begun, span, exc)
