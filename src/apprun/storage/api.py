@@ -182,22 +182,12 @@ async def update_object(
     return await _upload(ctx, storage, request, bucket_id, path, replace=True)
 
 
-@get("/object/{bucket_id:str}/{path:path}", opt=_BYTES, summary="Download an object")
+@get(
+    ["/object/{bucket_id:str}/{path:path}", "/object/authenticated/{bucket_id:str}/{path:path}"],
+    opt=_BYTES,
+    summary="Download an object (signed in)",
+)
 async def download_object(
-    ctx: CtxDep,
-    storage: StorageDep,
-    *,
-    request: Request[Any, Any, Any],
-    bucket_id: FromPath[str],
-    path: FromPath[str],
-    download: FromQuery[str | None] = None,
-) -> Response[bytes] | Stream:
-    found = await storage.open(ctx, bucket_id, _key(path))
-    return download_reply(storage, found, request.headers, download)
-
-
-@get("/object/authenticated/{bucket_id:str}/{path:path}", opt=_BYTES, summary="Download an object (signed in)")
-async def download_authenticated(
     ctx: CtxDep,
     storage: StorageDep,
     *,
@@ -301,7 +291,6 @@ def storage_router(extra: Sequence[ControllerRouterHandler] = ()) -> Router:
             upload_object,
             update_object,
             download_object,
-            download_authenticated,
             download_public,
             object_info,
             list_objects,

@@ -26,7 +26,8 @@ from apprun.kernel.http import SKIP_COMPRESSION, CtxDep
 from apprun.storage.deps import SignedDep
 from apprun.storage.downloads import download_reply
 from apprun.storage.images import parse_transform
-from apprun.storage.signing import expiry_seconds
+from apprun.storage.service import Download
+from apprun.storage.signing import SignedUrls, expiry_seconds
 from apprun.storage.upload_body import upload_body
 
 __all__ = ["render_routes", "signed_routes"]
@@ -154,10 +155,7 @@ async def render_authenticated(
     bucket_id: FromPath[str],
     path: FromPath[str],
 ) -> Response[bytes] | Stream:
-    transform = parse_transform(request.query_params)
-    found = await signed.storage.open(ctx, bucket_id, _key(path))
-    rendered = await signed.renditions.open(found, transform)
-    return download_reply(signed.storage, rendered, request.headers, request.query_params.get("download"))
+    return await _rendered(signed, await signed.storage.open(ctx, bucket_id, _key(path)), request)
 
 
 @get("/render/image/public/{bucket_id:str}/{path:path}", opt=_BYTES, summary="An image of a public bucket, rendered")
@@ -169,9 +167,12 @@ async def render_public(
     bucket_id: FromPath[str],
     path: FromPath[str],
 ) -> Response[bytes] | Stream:
-    transform = parse_transform(request.query_params)
-    found = await signed.storage.open_public(ctx, bucket_id, _key(path))
-    rendered = await signed.renditions.open(found, transform)
+    return await _rendered(signed, await signed.storage.open_public(ctx, bucket_id, _key(path)), request)
+
+
+async def _rendered(signed: SignedUrls, found: Download, request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    """``found`` rendered as the query asks, served as a download of the (cached) derivative."""
+    rendered = await signed.renditions.open(found, parse_transform(request.query_params))
     return download_reply(signed.storage, rendered, request.headers, request.query_params.get("download"))
 
 
